@@ -1,0 +1,44 @@
+"""Field types shared by every contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+TenantId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$"),
+    Field(
+        description="Tenant (application or customer) that owns the record. Lower-case letters, "
+        "digits, '-' and '_', 1-64 characters. Tenants never see each other's data.",
+        examples=["acme"],
+    ),
+]
+
+ItemId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256, strip_whitespace=True),
+    Field(
+        description="The producer's id of a content item, unique within a tenant.",
+        examples=["movie-1"],
+    ),
+]
+
+UserKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256, strip_whitespace=True),
+]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC so that ordering never depends on the host's zone."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,122 @@
+"""Content items: what the embedder turns into vectors.
+
+An upsert and a tombstone travel on the same topic under the same key, so the
+newest write for an item wins whatever the order of arrival: every message
+carries a ``version`` and the embedder applies a write only when it is at least
+as new as what the index holds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
+
+from schemas.common import ItemId, TenantId, UtcDatetime
+
+CONTENT_SCHEMA_VERSION: Literal[1] = 1
+
+MetadataValue = str | int | float | bool | list[str]
+TagName = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+
+
+def version_from_timestamp(updated_at: UtcDatetime) -> int:
+    """The default version: ``updated_at`` in microseconds since the epoch."""
+    return int(updated_at.timestamp() * 1_000_000)
+
+
+class _ContentBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = Field(
+        default=CONTENT_SCHEMA_VERSION, description="Version of this message's contract."
+    )
+    tenant: TenantId
+    item_id: ItemId
+    updated_at: UtcDatetime = Field(
+        description="When the producer last changed (or deleted) the item. ISO 8601; "
+        "naive values are read as UTC."
+    )
+    version: int | None = Field(
+        default=None,
+        ge=0,
+        validate_default=True,
+        description="Monotonically increasing per item; the newest version wins. Defaults to "
+        "updated_at in microseconds since the epoch.",
+    )
+
+    @field_validator("version", mode="after")
+    @classmethod
+    def _default_version(cls, version: int | None, info: ValidationInfo) -> int | None:
+        if version is None and "updated_at" in info.data:
+            return version_from_timestamp(info.data["updated_at"])
+        return version
+
+    @property
+    def effective_version(self) -> int:
+        assert self.version is not None  # set by the validator
+        return self.version
+
+
+class ContentUpsert(_ContentBase):
+    """Create or replace a content item."""
+
+    op: Literal["upsert"] = Field(default="upsert", description="Upsert or delete.")
+    title: str = Field(min_length=1, max_length=1_000, description="Title; always embedded.")
+    description: str | None = Field(
+        default=None, max_length=20_000, description="Short description; embedded when present."
+    )
+    body: str | None = Field(
+        default=None, max_length=200_000, description="Longer text; embedded when present."
+    )
+    tags: list[TagName] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Tags or categories; used for filters and for the user's tag affinities.",
+    )
+    metadata: dict[str, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Filterable attributes (strings, numbers, booleans, lists of strings).",
+    )
+
+    def text_to_embed(self) -> str:
+        """The text the embedder encodes: title, then description, then body."""
+        return "\n".join(part for part in (self.title, self.description, self.body) if part)
+
+
+class ContentTombstone(_ContentBase):
+    """Delete a content item. A tombstone older than the stored version changes nothing."""
+
+    op: Literal["delete"] = Field(description="Upsert or delete.")
+
+
+def _content_op(value: object) -> str:
+    """The ``op`` of a raw or parsed message; a message without one is an upsert."""
+    if isinstance(value, dict):
+        return str(value.get("op", "upsert"))
+    return str(getattr(value, "op", "upsert"))
+
+
+ContentMessage = Annotated[
+    Annotated[ContentUpsert, Tag("upsert")] | Annotated[ContentTombstone, Tag("delete")],
+    Discriminator(_content_op),
+]
+
+__all__ = [
+    "CONTENT_SCHEMA_VERSION",
+    "ContentMessage",
+    "ContentTombstone",
+    "ContentUpsert",
+    "MetadataValue",
+    "version_from_timestamp",
+]

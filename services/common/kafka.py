@@ -1,0 +1,96 @@
+"""Kafka plumbing shared by the services: the FastStream broker, raw client options,
+and topic creation (for the embedded broker and for a real cluster alike)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.security import parse_security
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+
+from schemas.topics import ALL_TOPICS, TopicSpec
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def kafka_security(settings: Settings) -> BaseSecurity | None:
+    protocol = settings.kafka_security_protocol
+    use_ssl = protocol in ("SSL", "SASL_SSL")
+    if protocol.startswith("SASL"):
+        if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:
+            raise ValueError(
+                "ATTUNE_KAFKA_SASL_USERNAME and ATTUNE_KAFKA_SASL_PASSWORD are required "
+                f"with ATTUNE_KAFKA_SECURITY_PROTOCOL={protocol}"
+            )
+        sasl = {
+            "PLAIN": SASLPlaintext,
+            "SCRAM-SHA-256": SASLScram256,
+            "SCRAM-SHA-512": SASLScram512,
+        }[settings.kafka_sasl_mechanism]
+        return sasl(
+            settings.kafka_sasl_username,
+            settings.kafka_sasl_password.get_secret_value(),
+            use_ssl=use_ssl,
+        )
+    return BaseSecurity(use_ssl=True) if use_ssl else None
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for raw aiokafka clients (admin, replay consumers)."""
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        **parse_security(kafka_security(settings)),
+    }
+
+
+def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
+    """A FastStream broker whose publishes wait for every in-sync replica (acks=all)."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        security=kafka_security(settings),
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        request_timeout_ms=max(40_000, settings.kafka_session_timeout_ms),
+        **options,
+    )
+
+
+async def ensure_topics(
+    settings: Settings,
+    topics: Iterable[TopicSpec] = ALL_TOPICS,
+    *,
+    replication_factor: int = 1,
+    with_config: bool = True,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=replication_factor,
+                topic_configs=dict(spec.config) if with_config else None,
+            )
+            for spec in topics
+            if spec.name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                log.info("topics were created concurrently by another client")
+        return [topic.name for topic in missing]
+    finally:
+        await admin.close()
+
+
+__all__ = ["aiokafka_options", "ensure_topics", "kafka_security", "make_broker"]

@@ -1,0 +1,126 @@
+"""All configuration, from ``ATTUNE_*`` environment variables, validated at start-up.
+
+One class for every service: a service reads the fields it needs. Build it with
+:func:`load_settings`, which turns a validation error into a message naming the
+environment variable at fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "ATTUNE_"
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "attune"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, frozen=True
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Comma-separated host:port list."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_enable_idempotence: bool = Field(
+        default=True,
+        description="Idempotent producer; the embedded broker (Tansu) rejects it, so "
+        "the embedded stack turns it off.",
+    )
+    kafka_session_timeout_ms: Annotated[int, Field(ge=6_000, le=300_000)] = 10_000
+    kafka_group_prefix: str = Field(default="attune", description="Consumer group prefix.")
+
+    # Redis
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="redis:// or rediss:// URL; may hold a password, so it is never logged.",
+    )
+
+    # Vector index
+    vector_index: Literal["edge", "qdrant"] = Field(
+        default="edge",
+        description="'edge': Qdrant Edge in process (one process owns the folder); "
+        "'qdrant': a Qdrant server or Qdrant Cloud through qdrant-client.",
+    )
+    vector_index_path: Path = Field(
+        default=Path(".attune/vectors"), description="Folder of the Qdrant Edge shard."
+    )
+    qdrant_url: AnyUrl | None = Field(default=None, description="Qdrant server URL.")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = Field(default="attune_items", pattern=r"^[A-Za-z0-9_-]{1,200}$")
+
+    # Embedding model
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL, description="Any model fastembed supports."
+    )
+    embedding_model_path: Path | None = Field(
+        default=None,
+        description="Local folder holding the model files. Unset with the default model: "
+        "the folder `attune model fetch` assembles under the cache dir.",
+    )
+    embedding_threads: Annotated[int, Field(ge=1, le=64)] | None = None
+    embedding_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+
+    # HTTP
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=0, le=65_535)] = 8000
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value
+
+    @property
+    def resolved_embedding_model_path(self) -> Path | None:
+        """Where the model is read from; None lets fastembed use its own cache/hub."""
+        if self.embedding_model_path is not None:
+            return self.embedding_model_path
+        if self.embedding_model == DEFAULT_EMBEDDING_MODEL:
+            return self.cache_dir / "models" / "all-MiniLM-L6-v2-int8"
+        return None
+
+
+class SettingsError(ValueError):
+    """The environment holds an invalid ATTUNE_* variable; the message names it."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        field_path = ".".join(str(part) for part in problem["loc"])
+        variable = ENV_PREFIX + field_path.upper()
+        # The offending value is left out on purpose: it may be a secret.
+        lines.append(f"{variable}: {problem['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and overrides) and validate; raise SettingsError naming the
+    variable at fault."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None
+
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]

@@ -1,0 +1,172 @@
+"""The vector-index interface Attune codes against, and the record types it speaks.
+
+Two implementations: Qdrant Edge in process (:mod:`.edge`) and a Qdrant server or
+Qdrant Cloud through qdrant-client (:mod:`.server`). Both keep one point per
+(tenant, item_id), with a deterministic id, and apply a write only when its
+version is at least the stored one, atomically per point (a conditional upsert),
+so the newest write wins whatever the order of arrival. A deletion is kept as a
+tombstone point (``state: "deleted"``) for the same reason: an older upsert that
+arrives after it must not bring the item back. Reads never return tombstones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+ID_NAMESPACE = uuid.UUID("6f1c7f52-3d0e-4a51-9d43-7f3b7a7e2c11")
+
+# Payload keys the implementations index and filter on.
+TENANT = "tenant"
+ITEM_ID = "item_id"
+VERSION = "version"
+# Tombstones are told apart by a keyword, not a bool: Qdrant Edge 0.9's Python binding
+# reads MatchValue(True) as the integer 1, which never matches a JSON true.
+STATE = "state"
+LIVE, DELETED = "live", "deleted"
+TAGS = "tags"
+METADATA = "meta"
+
+MetadataScalar = str | int | bool
+
+
+def point_id(tenant: str, item_id: str) -> str:
+    """The deterministic point id of an item: a UUIDv5 of tenant and item id."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{tenant}/{item_id}"))
+
+
+@dataclass(frozen=True)
+class ItemPoint:
+    """Upsert an item's vector and payload at a version."""
+
+    tenant: str
+    item_id: str
+    version: int
+    vector: Sequence[float]
+    tags: Sequence[str] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # shown in results, not filtered
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            TENANT: self.tenant,
+            ITEM_ID: self.item_id,
+            VERSION: self.version,
+            STATE: LIVE,
+            TAGS: list(self.tags),
+            METADATA: dict(self.metadata),
+        }
+
+
+@dataclass(frozen=True)
+class ItemDeletion:
+    """Delete an item at a version (kept as a tombstone)."""
+
+    tenant: str
+    item_id: str
+    version: int
+
+    def payload(self) -> dict[str, Any]:
+        return {TENANT: self.tenant, ITEM_ID: self.item_id, VERSION: self.version, STATE: DELETED}
+
+
+ItemWrite = ItemPoint | ItemDeletion
+
+
+@dataclass(frozen=True)
+class NumericRange:
+    gte: float | None = None
+    lte: float | None = None
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """What a read may return. The tenant is mandatory: no read crosses tenants."""
+
+    tenant: str
+    tags_any: Collection[str] = ()
+    metadata_equals: Mapping[str, MetadataScalar] = field(default_factory=dict)
+    metadata_ranges: Mapping[str, NumericRange] = field(default_factory=dict)
+    exclude_item_ids: Collection[str] = ()
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    tenant: str
+    item_id: str
+    version: int
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    item: StoredItem
+    score: float
+
+
+def stored_item(payload: Mapping[str, Any] | None, vector: Any = None) -> StoredItem:
+    payload = dict(payload or {})
+    return StoredItem(
+        tenant=payload[TENANT],
+        item_id=payload[ITEM_ID],
+        version=int(payload[VERSION]),
+        payload=payload,
+        vector=list(vector) if vector is not None else None,
+    )
+
+
+def as_float_list(vector: Sequence[float]) -> list[float]:
+    tolist = getattr(vector, "tolist", None)  # numpy arrays convert much faster this way
+    return [float(x) for x in (tolist() if tolist else vector)]
+
+
+def tombstone_vector(dimension: int) -> list[float]:
+    """A placeholder vector for tombstones (every point needs one; reads skip them)."""
+    return [1.0] + [0.0] * (dimension - 1)
+
+
+class VectorIndex(Protocol):
+    """Async interface over one collection of item vectors."""
+
+    dimension: int
+
+    async def ensure_ready(self) -> None:
+        """Create the collection and its payload indexes if they do not exist."""
+
+    async def apply(self, writes: Sequence[ItemWrite]) -> None:
+        """Apply upserts and deletions; per item, the highest version wins."""
+
+    async def search(
+        self, vector: Sequence[float], item_filter: ItemFilter, limit: int
+    ) -> list[Hit]:
+        """Nearest live items of the filter's tenant, best first (cosine similarity)."""
+
+    async def retrieve(
+        self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[StoredItem]:
+        """Live items by id, in the order asked; missing and deleted ids are left out."""
+
+    async def count(self, tenant: str | None = None) -> int:
+        """Number of live items, of one tenant or of all."""
+
+    async def optimize(self) -> None:
+        """Build search indexes after a bulk load (a no-op where the engine does it)."""
+
+    async def close(self) -> None: ...
+
+
+__all__ = [
+    "Hit",
+    "ItemDeletion",
+    "ItemFilter",
+    "ItemPoint",
+    "ItemWrite",
+    "NumericRange",
+    "StoredItem",
+    "VectorIndex",
+    "point_id",
+]

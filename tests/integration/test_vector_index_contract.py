@@ -1,0 +1,186 @@
+"""One contract, two engines: Qdrant Edge in process, and qdrant-client (local mode
+standing in for a Qdrant server, through the same code path)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from qdrant_client import AsyncQdrantClient
+
+from services.common.vectorindex import (
+    ItemDeletion,
+    ItemFilter,
+    ItemPoint,
+    NumericRange,
+    VectorIndex,
+)
+from services.common.vectorindex.edge import EdgeVectorIndex
+from services.common.vectorindex.server import QdrantServerIndex
+
+pytestmark = pytest.mark.integration
+
+DIM = 4
+EAST, NORTH, WEST = [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0]
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+async def index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorIndex]:
+    engine: VectorIndex
+    if request.param == "edge":
+        engine = EdgeVectorIndex(tmp_path / "shard", DIM)
+    else:
+        engine = QdrantServerIndex(AsyncQdrantClient(location=":memory:"), "items", DIM)
+    await engine.ensure_ready()
+    yield engine
+    await engine.close()
+
+
+def item(item_id: str, version: int, vector: list[float], tenant: str = "acme", **kw: object):
+    return ItemPoint(tenant=tenant, item_id=item_id, version=version, vector=vector, **kw)  # type: ignore[arg-type]
+
+
+async def test_upsert_then_retrieve_by_id(index: VectorIndex) -> None:
+    await index.apply(
+        [item("a", 1, EAST, tags=["x"], metadata={"year": 1999}, extra={"title": "A"})]
+    )
+
+    [stored] = await index.retrieve("acme", ["a"], with_vectors=True)
+
+    assert (stored.tenant, stored.item_id, stored.version) == ("acme", "a", 1)
+    assert stored.payload["tags"] == ["x"]
+    assert stored.payload["meta"] == {"year": 1999}
+    assert stored.payload["title"] == "A"
+    assert stored.vector == pytest.approx(EAST)
+
+
+async def test_retrieve_keeps_the_order_asked_and_skips_unknown_ids(index: VectorIndex) -> None:
+    await index.apply([item("a", 1, EAST), item("b", 1, NORTH)])
+
+    found = await index.retrieve("acme", ["b", "missing", "a"])
+
+    assert [s.item_id for s in found] == ["b", "a"]
+
+
+async def test_newest_version_wins_whatever_the_order_of_arrival(index: VectorIndex) -> None:
+    await index.apply([item("a", 5, EAST, extra={"title": "v5"})])
+    await index.apply([item("a", 3, NORTH, extra={"title": "v3"})])  # late, older
+
+    [stored] = await index.retrieve("acme", ["a"], with_vectors=True)
+    assert stored.version == 5
+    assert stored.payload["title"] == "v5"
+    assert stored.vector == pytest.approx(EAST)
+
+    await index.apply([item("a", 7, NORTH, extra={"title": "v7"})])
+    [stored] = await index.retrieve("acme", ["a"])
+    assert (stored.version, stored.payload["title"]) == (7, "v7")
+
+
+async def test_newest_wins_within_one_batch(index: VectorIndex) -> None:
+    await index.apply([item("a", 2, EAST), item("a", 1, NORTH)])
+
+    [stored] = await index.retrieve("acme", ["a"])
+    assert stored.version == 2
+
+
+async def test_delete_is_a_tombstone_older_writes_cannot_undo(index: VectorIndex) -> None:
+    await index.apply([item("a", 1, EAST), item("b", 1, NORTH)])
+    await index.apply([ItemDeletion(tenant="acme", item_id="a", version=3)])
+
+    assert await index.retrieve("acme", ["a"]) == []
+    assert await index.count("acme") == 1
+    hits = await index.search(EAST, ItemFilter(tenant="acme"), limit=10)
+    assert [h.item.item_id for h in hits] == ["b"]
+
+    await index.apply([item("a", 2, EAST)])  # older than the tombstone: stays deleted
+    assert await index.retrieve("acme", ["a"]) == []
+
+    await index.apply([item("a", 4, EAST)])  # newer: the item is back
+    assert [s.version for s in await index.retrieve("acme", ["a"])] == [4]
+
+
+async def test_an_old_tombstone_does_not_delete_a_newer_item(index: VectorIndex) -> None:
+    await index.apply([item("a", 5, EAST)])
+    await index.apply([ItemDeletion(tenant="acme", item_id="a", version=4)])
+
+    assert [s.version for s in await index.retrieve("acme", ["a"])] == [5]
+
+
+async def test_search_ranks_by_cosine_similarity(index: VectorIndex) -> None:
+    await index.apply([item("east", 1, EAST), item("north", 1, NORTH), item("west", 1, WEST)])
+
+    hits = await index.search([0.9, 0.1, 0.0, 0.0], ItemFilter(tenant="acme"), limit=3)
+
+    assert [h.item.item_id for h in hits] == ["east", "north", "west"]
+    assert hits[0].score > hits[1].score > hits[2].score
+    assert hits[0].score == pytest.approx(0.9 / (0.82**0.5), abs=1e-4)
+
+
+async def test_search_with_payload_filters(index: VectorIndex) -> None:
+    await index.apply(
+        [
+            item("a", 1, EAST, tags=["drama"], metadata={"year": 1990, "lang": "en"}),
+            item("b", 1, EAST, tags=["comedy"], metadata={"year": 2005, "lang": "en"}),
+            item("c", 1, EAST, tags=["drama", "war"], metadata={"year": 2010, "lang": "fr"}),
+        ]
+    )
+
+    async def ids(**kw: object) -> set[str]:
+        hits = await index.search(EAST, ItemFilter(tenant="acme", **kw), limit=10)  # type: ignore[arg-type]
+        return {h.item.item_id for h in hits}
+
+    assert await ids(tags_any=["drama"]) == {"a", "c"}
+    assert await ids(tags_any=["war", "comedy"]) == {"b", "c"}
+    assert await ids(metadata_equals={"lang": "en"}) == {"a", "b"}
+    assert await ids(metadata_ranges={"year": NumericRange(gte=2000)}) == {"b", "c"}
+    assert await ids(metadata_ranges={"year": NumericRange(gte=2000, lte=2006)}) == {"b"}
+    assert await ids(tags_any=["drama"], metadata_equals={"lang": "fr"}) == {"c"}
+    assert await ids(exclude_item_ids=["a", "b"]) == {"c"}
+
+
+async def test_tenants_never_see_each_other(index: VectorIndex) -> None:
+    await index.apply(
+        [item("same-id", 1, EAST, tenant="t1"), item("same-id", 1, NORTH, tenant="t2")]
+    )
+    await index.apply([item("only-t2", 1, EAST, tenant="t2")])
+
+    hits = await index.search(EAST, ItemFilter(tenant="t1"), limit=10)
+    assert [(h.item.tenant, h.item.item_id) for h in hits] == [("t1", "same-id")]
+    [stored] = await index.retrieve("t2", ["same-id"], with_vectors=True)
+    assert stored.vector == pytest.approx(NORTH)
+    assert await index.retrieve("t1", ["only-t2"]) == []
+
+
+async def test_count_live_items(index: VectorIndex) -> None:
+    assert await index.count() == 0
+    await index.apply([item("a", 1, EAST), item("b", 1, EAST), item("c", 1, EAST, tenant="other")])
+    await index.apply([ItemDeletion(tenant="acme", item_id="b", version=2)])
+
+    assert await index.count("acme") == 1
+    assert await index.count("other") == 1
+    assert await index.count() == 2
+
+
+async def test_optimize_keeps_results(index: VectorIndex) -> None:
+    await index.apply([item(f"i{n}", 1, [1.0, n / 100, 0.0, 0.0]) for n in range(50)])
+    before = [h.item.item_id for h in await index.search(EAST, ItemFilter(tenant="acme"), 5)]
+
+    await index.optimize()
+
+    after = [h.item.item_id for h in await index.search(EAST, ItemFilter(tenant="acme"), 5)]
+    assert after == before
+
+
+async def test_edge_shard_survives_reopening(tmp_path: Path) -> None:
+    first = EdgeVectorIndex(tmp_path / "shard", DIM)
+    await first.ensure_ready()
+    await first.apply([item("a", 1, EAST)])
+    await first.close()
+
+    second = EdgeVectorIndex(tmp_path / "shard", DIM)
+    await second.ensure_ready()
+    try:
+        assert [s.item_id for s in await second.retrieve("acme", ["a"])] == ["a"]
+    finally:
+        await second.close()
