@@ -1,0 +1,1 @@
+"""The embedder service: content topic -> embeddings -> vector index."""

@@ -1,0 +1,1 @@
+"""The query service: HTTP reads from the vector index and Redis."""

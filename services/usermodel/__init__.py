@@ -1,0 +1,1 @@
+"""The user-model service: events topic -> per-user model in Redis."""
