@@ -57,7 +57,7 @@ class _ContentBase(BaseModel):
     @field_validator("version", mode="after")
     @classmethod
     def _default_version(cls, version: int | None, info: ValidationInfo) -> int | None:
-        if version is None and "updated_at" in info.data:
+        if version is None and info.data.get("updated_at") is not None:
             return version_from_timestamp(info.data["updated_at"])
         return version
 

@@ -17,6 +17,27 @@ ENV_PREFIX = "ATTUNE_"
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
+# Strength of an interaction by event name (Attune's short names and Segment's
+# e-commerce and video spec names). Negative values push items and tags away.
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 1.0,
+    "Product Viewed": 1.0,
+    "Product Clicked": 1.0,
+    "Video Playback Started": 1.0,
+    "like": 3.0,
+    "share": 3.0,
+    "add_to_cart": 3.0,
+    "Product Added": 3.0,
+    "Product Added to Wishlist": 3.0,
+    "Video Content Completed": 3.0,
+    "purchase": 5.0,
+    "Order Completed": 5.0,
+    "dislike": -3.0,
+    "hide": -3.0,
+    "Product Removed": -1.0,
+}
+
 
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "attune"
@@ -75,9 +96,62 @@ class Settings(BaseSettings):
     embedding_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
     cache_dir: Path = Field(default_factory=default_cache_dir)
 
-    # HTTP
+    # HTTP (ingest and query)
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=0, le=65_535)] = 8000
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Tenant -> API key, as JSON: {"acme": "k-123"}. Empty: no authentication, '
+        "and the tenant comes from the X-Attune-Tenant header or the body (else the default).",
+    )
+    default_tenant: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    max_body_bytes: Annotated[int, Field(ge=1_024)] = Field(
+        default=2 * 1024 * 1024, description="Larger HTTP request bodies get 413."
+    )
+    publish_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        default=10.0, description="Ingest answers 503 when the broker has not acked by then."
+    )
+
+    # Consumers
+    consumer_max_records: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=500, description="Most messages a consumer takes per batch."
+    )
+    max_message_bytes: Annotated[int, Field(ge=1_024)] = Field(
+        default=1_000_000, description="Larger Kafka messages go to the dead-letter topic."
+    )
+
+    # User model (Redis)
+    redis_namespace: str = Field(
+        default="attune", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Key prefix."
+    )
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Strength of an interaction per event name, as JSON. A 'rating' event is "
+        "scored by the rating instead (see rating_weight).",
+    )
+    default_event_weight: float = Field(
+        default=1.0, description="Strength of an event whose name is not in event_weights."
+    )
+    rating_weight: float = Field(
+        default=2.0, description="Strength per star above (or below) the user's mean rating."
+    )
+    rating_prior_mean: float = Field(
+        default=3.0, description="A new user's mean rating, before their own ratings count."
+    )
+    rating_prior_count: Annotated[float, Field(ge=0)] = Field(
+        default=2.0, description="How many ratings the prior mean weighs."
+    )
+    recent_items_limit: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=200, description="Interactions kept per user."
+    )
+    tag_half_life_days: Annotated[float, Field(gt=0)] = 30.0
+    trending_half_life_days: Annotated[float, Field(gt=0)] = 7.0
+    cooccurrence_window: Annotated[int, Field(ge=1, le=1_000)] = Field(
+        default=20, description="How many of the user's latest items pair with a new one."
+    )
+    cooccurrence_limit: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=200, description="Co-occurring items kept per item."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

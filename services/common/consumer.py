@@ -1,0 +1,197 @@
+"""What both consumers (embedder, usermodel) share: decoding a batch of raw Kafka
+records into contract messages, dead-lettering what cannot be decoded, and
+retrying a store write through a dependency outage.
+
+Handlers receive the raw records (the subscriber's decoder is :func:`keep_raw`) so
+that a malformed message reaches us as bytes, goes to the dead-letter topic with
+its reason, and never stops the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from faststream.kafka import KafkaBroker
+from pydantic import TypeAdapter, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential,
+)
+
+from schemas.deadletter import DeadLetterReason, DeadLetterRecord
+from schemas.topics import DEAD_LETTER
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+
+class RawRecord(Protocol):
+    """The parts of an aiokafka ConsumerRecord we use."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Envelope(Generic[T]):
+    """A decoded message and where it came from."""
+
+    message: T
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class DecodedBatch(Generic[T]):
+    accepted: list[Envelope[T]] = field(default_factory=list)
+    rejected: list[DeadLetterRecord] = field(default_factory=list)
+
+
+async def keep_raw(message: Any) -> None:
+    """Subscriber decoder that decodes nothing: the handler reads the raw records."""
+    return None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or '(message)'}: {problem['msg']}"
+        for problem in error.errors()
+    )
+
+
+def _dead_letter(
+    record: RawRecord, consumer: str, reason: DeadLetterReason, error: str
+) -> DeadLetterRecord:
+    return DeadLetterRecord(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value or b"",
+        reason=reason,
+        error=error,
+        consumer=consumer,
+    )
+
+
+def decode_batch(
+    records: Sequence[RawRecord], adapter: TypeAdapter[T], *, consumer: str, max_bytes: int
+) -> DecodedBatch[T]:
+    """Split raw records into valid messages and dead-letter records with the reason."""
+    batch: DecodedBatch[T] = DecodedBatch()
+    for record in records:
+        value = record.value or b""
+        if len(value) > max_bytes:
+            reason: DeadLetterReason = "too_large"
+            error = f"{len(value)} bytes, more than the {max_bytes} allowed"
+            batch.rejected.append(_dead_letter(record, consumer, reason, error))
+            continue
+        try:
+            data = json.loads(value)
+        except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+            batch.rejected.append(_dead_letter(record, consumer, "invalid_json", str(problem)))
+            continue
+        version = data.get("schema_version", 1) if isinstance(data, dict) else 1
+        if version not in SUPPORTED_SCHEMA_VERSIONS:
+            error = f"schema_version {version!r} is not one of {sorted(SUPPORTED_SCHEMA_VERSIONS)}"
+            batch.rejected.append(
+                _dead_letter(record, consumer, "unsupported_schema_version", error)
+            )
+            continue
+        try:
+            message = adapter.validate_python(data)
+        except ValidationError as problem:
+            error = describe_validation_error(problem)
+            batch.rejected.append(_dead_letter(record, consumer, "schema_violation", error))
+            continue
+        batch.accepted.append(
+            Envelope(
+                message=message,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                timestamp_ms=record.timestamp,
+                headers=tuple(record.headers or ()),
+            )
+        )
+    return batch
+
+
+async def publish_dead_letters(broker: KafkaBroker, records: Sequence[DeadLetterRecord]) -> None:
+    """Publish and wait for the broker's ack, before the batch is committed."""
+    if not records:
+        return
+    await asyncio.gather(
+        *(
+            broker.publish(record.model_dump(mode="json"), DEAD_LETTER.name, key=record.key)
+            for record in records
+        )
+    )
+    for record in records:
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s: %s",
+            record.topic, record.partition, record.offset, record.reason, record.error,
+        )  # fmt: skip
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "dependency unavailable (%s); retry %d in %.1f s",
+        error,
+        state.attempt_number,
+        state.next_action.sleep if state.next_action else 0,
+    )
+
+
+async def retry_through_outage(
+    operation: Callable[[], Awaitable[R]],
+    transient: tuple[type[BaseException], ...],
+    *,
+    max_wait_s: float = 10.0,
+) -> R:
+    """Run ``operation`` until it succeeds, backing off exponentially (capped) on the
+    ``transient`` errors: a dependency outage pauses the consumer, it never drops a
+    batch. Any other error propagates (the batch is not committed)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(transient),
+        wait=wait_exponential(multiplier=0.1, max=max_wait_s),
+        before_sleep=_log_retry,
+        reraise=True,
+    ):
+        with attempt:
+            return await operation()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+__all__ = [
+    "DecodedBatch",
+    "Envelope",
+    "RawRecord",
+    "decode_batch",
+    "describe_validation_error",
+    "keep_raw",
+    "publish_dead_letters",
+    "retry_through_outage",
+]

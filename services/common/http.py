@@ -1,0 +1,367 @@
+"""What the HTTP services (ingest, query) share: the app skeleton, the one error
+shape, API-key authentication to a tenant, the body-size limit, health and
+readiness, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
+from redis.asyncio import Redis
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from schemas.api import ErrorDetail, ErrorInfo, ErrorResponse
+from services.common.embedding import Embedder
+from services.common.settings import Settings
+from services.common.vectorindex import VectorIndex
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+
+_TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+HTTP_LATENCY = Histogram(
+    "attune_http_request_duration_seconds",
+    "HTTP request latency by route and status.",
+    ["service", "method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": code.replace("_", " ")}
+    for status, code in _CODES.items()
+    if status in (400, 401, 403, 404, 413, 422, 503)
+}
+
+
+class ApiError(Exception):
+    """Raise to answer with the error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: Sequence[ErrorDetail] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details = list(details)
+        self.headers = headers
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[ErrorDetail] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorInfo(code=code, message=message, details=list(details)))
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def _field_path(location: Sequence[int | str]) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def validation_details(errors: Iterable[Any]) -> list[ErrorDetail]:
+    return [ErrorDetail(field=_field_path(e["loc"]), message=e["msg"]) for e in errors]
+
+
+async def _on_validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    details = validation_details(error.errors())
+    fields = ", ".join(sorted({d.field or "?" for d in details}))
+    return error_response(422, "validation_error", f"invalid request: {fields}", details)
+
+
+async def _on_http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    code = _CODES.get(error.status_code, "http_error")
+    headers = dict(error.headers) if error.headers else None
+    return error_response(error.status_code, code, str(error.detail), headers=headers)
+
+
+async def _on_api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return error_response(error.status, error.code, error.message, error.details, error.headers)
+
+
+async def _on_unexpected_error(request: Request, error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; see the service log")
+
+
+class BodySizeLimit:
+    """Answer 413 (in the error shape) to a body larger than ``max_bytes``, whether it
+    declares its length or streams it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise ApiError(413, "payload_too_large", f"body over {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413, "payload_too_large", f"request body over {self.max_bytes} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class RequestMetrics:
+    """Latency histogram per route template (not raw path) and status."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            HTTP_LATENCY.labels(self.service, scope["method"], template, str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _state(request: Request, name: str) -> Any:
+    try:
+        return getattr(request.app.state, name)
+    except AttributeError:
+        raise ApiError(503, "unavailable", f"{name} is not configured in this service") from None
+
+
+def get_broker(request: Request) -> KafkaBroker:
+    broker: KafkaBroker = _state(request, "broker")
+    return broker
+
+
+def get_redis(request: Request) -> Redis:
+    client: Redis = _state(request, "redis")
+    return client
+
+
+def get_vector_index(request: Request) -> VectorIndex:
+    index: VectorIndex = _state(request, "vector_index")
+    return index
+
+
+def get_embedder(request: Request) -> Embedder:
+    embedder: Embedder = _state(request, "embedder")
+    return embedder
+
+
+# What routers depend on; the app factory (or `attune dev`) puts them on app.state.
+BrokerDep = Annotated[KafkaBroker, Depends(get_broker)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+VectorIndexDep = Annotated[VectorIndex, Depends(get_vector_index)]
+EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
+
+
+def _presented_key(request: Request) -> str | None:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        return credentials.strip()
+    if scheme.lower() == "basic" and credentials:
+        try:
+            user, _, _ = base64.b64decode(credentials).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return user or None  # Segment/RudderStack send the write key as the user
+    return request.headers.get("x-api-key")
+
+
+def resolve_tenant(request: Request, settings: Settings) -> str:
+    """The tenant of a request: from its API key when keys are configured, else from the
+    X-Attune-Tenant header, else the default tenant."""
+    if settings.api_keys:
+        presented = _presented_key(request)
+        if presented is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "an API key is required (Authorization: Bearer <key>, X-API-Key, or the "
+                "write key as the basic-auth user)",
+                headers={"WWW-Authenticate": 'Bearer, Basic realm="attune"'},
+            )
+        for tenant, key in settings.api_keys.items():
+            if hmac.compare_digest(key.get_secret_value().encode(), presented.encode()):
+                return tenant
+        raise ApiError(401, "unauthorized", "unknown API key")
+    tenant = request.headers.get("x-attune-tenant") or settings.default_tenant
+    if not _TENANT_PATTERN.match(tenant):
+        raise ApiError(
+            422,
+            "validation_error",
+            "invalid X-Attune-Tenant header",
+            details=[ErrorDetail(field="X-Attune-Tenant", message=_TENANT_PATTERN.pattern)],
+        )
+    return tenant
+
+
+def get_tenant(request: Request, settings: SettingsDep) -> str:
+    return resolve_tenant(request, settings)
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def operations_router(service: str) -> APIRouter:
+    """/healthz (alive), /readyz (dependencies reachable), /metrics (Prometheus)."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @router.get(
+        "/readyz",
+        summary="Every dependency answers",
+        responses={503: {"description": "a dependency is unreachable"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        checks: dict[str, ReadinessCheck] = getattr(request.app.state, "readiness_checks", {})
+        results = await asyncio.gather(*(_run_check(check) for check in checks.values()))
+        report = dict(zip(checks, results, strict=True))
+        ready = all(result == "ok" for result in report.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": report},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _run_check(check: ReadinessCheck) -> str:
+    try:
+        async with asyncio.timeout(2.0):
+            await check()
+    except Exception as error:
+        return f"error: {type(error).__name__}: {error}"[:300]
+    return "ok"
+
+
+def create_http_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    settings: Settings,
+    routers: Sequence[APIRouter],
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """A FastAPI app with Attune's error shape, limits, metrics and operations routes."""
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1",
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
+    app.state.settings = settings
+    app.state.readiness_checks = {}
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, service=service)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(operations_router(service))
+    return app
+
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "ApiError",
+    "BrokerDep",
+    "EmbedderDep",
+    "ReadinessCheck",
+    "RedisDep",
+    "SettingsDep",
+    "TenantDep",
+    "VectorIndexDep",
+    "create_http_app",
+    "error_response",
+    "resolve_tenant",
+    "validation_details",
+]
