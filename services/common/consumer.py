@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from faststream.kafka import KafkaBroker
+from faststream import AckPolicy, StreamMessage
+from faststream.kafka import KafkaBroker, KafkaRouter
 from pydantic import TypeAdapter, ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -27,6 +28,7 @@ from tenacity import (
 
 from schemas.deadletter import DeadLetterReason, DeadLetterRecord
 from schemas.topics import DEAD_LETTER
+from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,35 @@ class DecodedBatch(Generic[T]):
 async def keep_raw(message: Any) -> None:
     """Subscriber decoder that decodes nothing: the handler reads the raw records."""
     return None
+
+
+BatchHandler = Callable[..., Awaitable[None]]
+
+
+def batch_subscriber(
+    router: KafkaRouter, topic: str, settings: Settings, group_id: str, *, description: str
+) -> Callable[[BatchHandler], object]:
+    """How every Attune consumer subscribes: batches of raw records, in a consumer group,
+    committed only after the batch is stored (an error nacks it: it is redelivered)."""
+    return router.subscriber(
+        topic,
+        batch=True,
+        group_id=group_id,
+        decoder=keep_raw,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        max_records=settings.consumer_max_records,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
+        title=f"{group_id}: {topic}",
+        description=description,
+    )
+
+
+def raw_records(message: StreamMessage[Any]) -> Sequence[RawRecord]:
+    """The records of a batch (a tuple from Kafka, a list from TestKafkaBroker)."""
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple | list) else (raw,)
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -189,9 +220,11 @@ __all__ = [
     "DecodedBatch",
     "Envelope",
     "RawRecord",
+    "batch_subscriber",
     "decode_batch",
     "describe_validation_error",
     "keep_raw",
     "publish_dead_letters",
+    "raw_records",
     "retry_through_outage",
 ]

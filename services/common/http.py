@@ -125,6 +125,12 @@ async def _on_unexpected_error(request: Request, error: Exception) -> Response:
     return error_response(500, "internal_error", "internal error; see the service log")
 
 
+class _BodyOverLimit(BaseException):
+    """Raised from ``receive`` when a streamed body passes the limit. A BaseException so
+    that it passes FastAPI's body parsing (which turns any Exception into a 400) and
+    reaches :class:`BodySizeLimit`, which answers 413."""
+
+
 class BodySizeLimit:
     """Answer 413 (in the error shape) to a body larger than ``max_bytes``, whether it
     declares its length or streams it."""
@@ -136,11 +142,14 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_large = error_response(
+            413, "payload_too_large", f"request body over {self.max_bytes} bytes"
+        )
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+            await too_large(scope, receive, send)
             return
-        seen = 0
+        seen, started = 0, False
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -148,16 +157,20 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise ApiError(413, "payload_too_large", f"body over {self.max_bytes} bytes")
+                    raise _BodyOverLimit
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413, "payload_too_large", f"request body over {self.max_bytes} bytes"
-        )
-        await response(scope, receive, send)
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyOverLimit:
+            if started:
+                raise RuntimeError("body over the limit after the response started") from None
+            await too_large(scope, receive, send)
 
 
 class RequestMetrics:

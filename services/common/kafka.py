@@ -57,8 +57,15 @@ def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
         request_timeout_ms=max(40_000, settings.kafka_session_timeout_ms),
+        log_level=logging.DEBUG,  # FastStream logs every message at this level
         **options,
     )
+
+
+async def check_broker(broker: KafkaBroker) -> None:
+    """Readiness: raise unless the cluster answers within a second."""
+    if not await broker.ping(timeout=1.0):
+        raise ConnectionError("Kafka does not answer")
 
 
 async def ensure_topics(
@@ -93,4 +100,4 @@ async def ensure_topics(
         await admin.close()
 
 
-__all__ = ["aiokafka_options", "ensure_topics", "kafka_security", "make_broker"]
+__all__ = ["aiokafka_options", "check_broker", "ensure_topics", "kafka_security", "make_broker"]

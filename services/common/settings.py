@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     )
     default_tenant: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     max_body_bytes: Annotated[int, Field(ge=1_024)] = Field(
-        default=2 * 1024 * 1024, description="Larger HTTP request bodies get 413."
+        default=5 * 1024 * 1024,
+        description="Larger request bodies (also after gunzip) get 413; RudderStack sends 4 MB.",
     )
     publish_timeout_s: Annotated[float, Field(gt=0)] = Field(
         default=10.0, description="Ingest answers 503 when the broker has not acked by then."
@@ -147,10 +148,31 @@ class Settings(BaseSettings):
     tag_half_life_days: Annotated[float, Field(gt=0)] = 30.0
     trending_half_life_days: Annotated[float, Field(gt=0)] = 7.0
     cooccurrence_window: Annotated[int, Field(ge=1, le=1_000)] = Field(
-        default=20, description="How many of the user's latest items pair with a new one."
+        default=10,
+        description="How many of the user's latest liked items pair with a newly liked one.",
     )
-    cooccurrence_limit: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        default=200, description="Co-occurring items kept per item."
+
+    # Query: how recommendations, similar items and personalized search blend signals
+    recommend_weight_content: float = Field(
+        default=1.0, description="Similarity to the user's content profile."
+    )
+    recommend_weight_cooccurrence: float = Field(
+        default=0.7, description="Engaged with by the same users as the user's items."
+    )
+    recommend_weight_trending: float = Field(default=0.3, description="Time-decayed popularity.")
+    recommend_weight_tags: float = Field(default=0.3, description="The user's tag affinities.")
+    similar_weight_cooccurrence: float = Field(
+        default=0.5, description="Co-occurrence next to content similarity for similar items."
+    )
+    search_weight_profile: float = Field(
+        default=0.3, description="Weight of the user's profile when search is personalized."
+    )
+    profile_items: Annotated[int, Field(ge=1, le=200)] = Field(
+        default=20, description="How many of the user's items form their content profile."
+    )
+    profile_half_life_days: Annotated[float, Field(gt=0)] = Field(
+        default=30.0,
+        description="Recency weighting of the profile, relative to the user's last event.",
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -13,6 +13,7 @@ from services.common.vectorindex.base import (
     NumericRange,
     StoredItem,
     VectorIndex,
+    VectorLike,
     point_id,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "NumericRange",
     "StoredItem",
     "VectorIndex",
+    "VectorLike",
     "open_vector_index",
     "point_id",
 ]

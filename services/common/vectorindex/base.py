@@ -16,6 +16,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 ID_NAMESPACE = uuid.UUID("6f1c7f52-3d0e-4a51-9d43-7f3b7a7e2c11")
 
 # Payload keys the implementations index and filter on.
@@ -30,6 +33,7 @@ TAGS = "tags"
 METADATA = "meta"
 
 MetadataScalar = str | int | bool
+VectorLike = Sequence[float] | npt.NDArray[np.float32]
 
 
 def point_id(tenant: str, item_id: str) -> str:
@@ -44,7 +48,7 @@ class ItemPoint:
     tenant: str
     item_id: str
     version: int
-    vector: Sequence[float]
+    vector: VectorLike
     tags: Sequence[str] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)  # shown in results, not filtered
@@ -92,6 +96,29 @@ class ItemFilter:
     metadata_ranges: Mapping[str, NumericRange] = field(default_factory=dict)
     exclude_item_ids: Collection[str] = ()
 
+    def matches(self, item: StoredItem) -> bool:
+        """The same conditions the engines apply, for candidates found elsewhere
+        (co-occurrence, trending) and fetched by id."""
+        payload = item.payload
+        if item.tenant != self.tenant or item.item_id in self.exclude_item_ids:
+            return False
+        if self.tags_any and not set(self.tags_any) & set(payload.get(TAGS, ())):
+            return False
+        metadata = payload.get(METADATA, {})
+        for key, wanted in self.metadata_equals.items():
+            value = metadata.get(key)
+            if not (value == wanted or (isinstance(value, list) and wanted in value)):
+                return False
+        for key, bounds in self.metadata_ranges.items():
+            value = metadata.get(key)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                return False
+            if (bounds.gte is not None and value < bounds.gte) or (
+                bounds.lte is not None and value > bounds.lte
+            ):
+                return False
+        return True
+
 
 @dataclass(frozen=True)
 class StoredItem:
@@ -119,7 +146,7 @@ def stored_item(payload: Mapping[str, Any] | None, vector: Any = None) -> Stored
     )
 
 
-def as_float_list(vector: Sequence[float]) -> list[float]:
+def as_float_list(vector: VectorLike) -> list[float]:
     tolist = getattr(vector, "tolist", None)  # numpy arrays convert much faster this way
     return [float(x) for x in (tolist() if tolist else vector)]
 
@@ -140,9 +167,7 @@ class VectorIndex(Protocol):
     async def apply(self, writes: Sequence[ItemWrite]) -> None:
         """Apply upserts and deletions; per item, the highest version wins."""
 
-    async def search(
-        self, vector: Sequence[float], item_filter: ItemFilter, limit: int
-    ) -> list[Hit]:
+    async def search(self, vector: VectorLike, item_filter: ItemFilter, limit: int) -> list[Hit]:
         """Nearest live items of the filter's tenant, best first (cosine similarity)."""
 
     async def retrieve(
@@ -168,5 +193,6 @@ __all__ = [
     "NumericRange",
     "StoredItem",
     "VectorIndex",
+    "VectorLike",
     "point_id",
 ]

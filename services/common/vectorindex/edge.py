@@ -45,6 +45,7 @@ from services.common.vectorindex.base import (
     ItemPoint,
     ItemWrite,
     StoredItem,
+    VectorLike,
     as_float_list,
     point_id,
     stored_item,
@@ -140,9 +141,7 @@ class EdgeVectorIndex:
             )
             shard.update(UpdateOperation.upsert_points([point], condition=newer_or_same))
 
-    async def search(
-        self, vector: Sequence[float], item_filter: ItemFilter, limit: int
-    ) -> list[Hit]:
+    async def search(self, vector: VectorLike, item_filter: ItemFilter, limit: int) -> list[Hit]:
         request = QueryRequest(
             limit=limit,
             query=Query.Nearest(as_float_list(vector)),

@@ -24,6 +24,7 @@ from services.common.vectorindex.base import (
     ItemPoint,
     ItemWrite,
     StoredItem,
+    VectorLike,
     as_float_list,
     point_id,
     stored_item,
@@ -121,9 +122,7 @@ class QdrantServerIndex:
             )
         await self.client.batch_update_points(self.collection, operations, wait=True)
 
-    async def search(
-        self, vector: Sequence[float], item_filter: ItemFilter, limit: int
-    ) -> list[Hit]:
+    async def search(self, vector: VectorLike, item_filter: ItemFilter, limit: int) -> list[Hit]:
         response = await self.client.query_points(
             self.collection,
             query=as_float_list(vector),

@@ -1,0 +1,136 @@
+"""HTTP bodies of the query API. Every result says why it was chosen."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from schemas.content import MetadataValue
+
+Signal = Literal["content", "cooccurrence", "trending", "popular", "tags", "query", "profile"]
+
+
+class Reason(BaseModel):
+    """One signal behind a result, with its share of the final score."""
+
+    signal: Signal
+    score: float = Field(description="The signal's score for this item, scaled to 0-1.")
+    weight: float = Field(description="The signal's weight in the blend.")
+    contribution: float = Field(description="score x weight: its share of the final score.")
+    detail: str | None = Field(default=None, description="What the signal saw, in words.")
+
+
+class ItemResult(BaseModel):
+    item_id: str
+    score: float = Field(description="Blended score; results are sorted by it.")
+    title: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    reasons: list[Reason] = Field(description="Why this item was chosen, strongest first.")
+
+
+class RangeIn(BaseModel):
+    gte: float | None = None
+    lte: float | None = None
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> RangeIn:
+        if self.gte is None and self.lte is None:
+            raise ValueError("give gte, lte or both")
+        if self.gte is not None and self.lte is not None and self.gte > self.lte:
+            raise ValueError("gte is greater than lte")
+        return self
+
+
+class FiltersIn(BaseModel):
+    """Which items may be returned. All given conditions must hold."""
+
+    tags_any: list[str] = Field(default_factory=list, max_length=100,
+                                description="At least one of these tags.")  # fmt: skip
+    metadata: dict[str, str | int | bool] = Field(
+        default_factory=dict, description="Metadata fields equal to these values."
+    )
+    ranges: dict[str, RangeIn] = Field(
+        default_factory=dict, description="Numeric metadata fields within these bounds."
+    )
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=2_000, description="Free text.")
+    user_id: str | None = Field(
+        default=None, max_length=256, description="Personalize the ranking for this user."
+    )
+    limit: int = Field(default=10, ge=1, le=100)
+    filters: FiltersIn = Field(default_factory=FiltersIn)
+
+
+class RecommendationsResponse(BaseModel):
+    tenant: str
+    user_id: str
+    strategy: Literal["personalized", "trending", "popular", "none"] = Field(
+        description="'trending' (or 'popular') for a user without usable history."
+    )
+    items: list[ItemResult]
+
+
+class SearchResponse(BaseModel):
+    tenant: str
+    query: str
+    personalized: bool
+    items: list[ItemResult]
+
+
+class SimilarItemsResponse(BaseModel):
+    tenant: str
+    item_id: str
+    items: list[ItemResult]
+
+
+class TrendingResponse(BaseModel):
+    tenant: str
+    items: list[ItemResult]
+
+
+class RecentInteraction(BaseModel):
+    item_id: str
+    title: str | None = None
+    strength: float = Field(description="Summed strength of the user's events on the item.")
+    last_seen: datetime
+
+
+class TagAffinity(BaseModel):
+    tag: str
+    affinity: float = Field(description="Time-decayed strength of the user's interest.")
+
+
+class UserProfileResponse(BaseModel):
+    tenant: str
+    user_id: str
+    events: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    mean_rating: float | None
+    event_counts: dict[str, int]
+    recent: list[RecentInteraction] = Field(description="Newest first.")
+    tag_affinity: list[TagAffinity] = Field(description="Strongest first.")
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+__all__ = [
+    "FiltersIn",
+    "ItemResult",
+    "MetadataValue",
+    "RangeIn",
+    "Reason",
+    "RecentInteraction",
+    "RecommendationsResponse",
+    "SearchRequest",
+    "SearchResponse",
+    "Signal",
+    "SimilarItemsResponse",
+    "TagAffinity",
+    "TrendingResponse",
+    "UserProfileResponse",
+]
