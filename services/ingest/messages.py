@@ -1,0 +1,120 @@
+"""From accepted HTTP bodies to topic messages: the tenant rule, ``receivedAt``, keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.api import BehaviourEventIn, ContentUpsertIn
+from schemas.content import ContentTombstone, version_from_timestamp
+from schemas.topics import CONTENT, EVENTS, content_key, events_key
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish, and where it came from in the request."""
+
+    topic: str
+    key: bytes
+    value: dict[str, Any]
+    id: str
+    field: str
+
+    @classmethod
+    def of(cls, topic: str, key: bytes, message: BaseModel, id: str, field: str) -> Outgoing:
+        return cls(topic, key, message.model_dump(mode="json"), id, field)
+
+
+class TenantMismatch(Exception):
+    """A body names another tenant than the API key's."""
+
+    def __init__(self, field: str, claimed: str, tenant: str) -> None:
+        super().__init__(f"{field} is {claimed!r} but the API key belongs to tenant {tenant!r}")
+        self.field, self.claimed, self.tenant = field, claimed, tenant
+
+
+def message_tenant(claimed: str | None, tenant: str, *, from_key: bool, field: str) -> str:
+    """The tenant of one message. With an API key (``from_key``) the body may only repeat
+    the key's tenant; without keys a body tenant wins over the header or default."""
+    if claimed is None or claimed == tenant:
+        return tenant
+    if from_key:
+        raise TenantMismatch(field, claimed, tenant)
+    return claimed
+
+
+def _at(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def event_messages(
+    events: Sequence[BehaviourEventIn],
+    tenant: str,
+    *,
+    from_key: bool,
+    received_at: datetime,
+    field: str | None,
+    sent_at: datetime | None = None,
+    context: dict[str, Any] | None = None,
+) -> list[Outgoing]:
+    """Events for the events topic keyed by tenant/user. ``field`` names the list in the
+    body (None: the body is one event); ``sent_at`` and ``context`` are a Segment batch's,
+    applied to events that lack their own."""
+    out = []
+    for index, event in enumerate(events):
+        where = f"{field}.{index}" if field else ""
+        owner = message_tenant(event.tenant, tenant, from_key=from_key, field=_at(where, "tenant"))
+        if (sent_at is not None and event.sent_at is None) or context:
+            event = event.model_copy(
+                update={
+                    "sent_at": event.sent_at or sent_at,
+                    "context": {**(context or {}), **event.context},
+                }
+            )
+        message = event.to_event(owner, received_at)
+        key = events_key(owner, message.user_key)
+        out.append(Outgoing.of(EVENTS.name, key, message, message.message_id, where))
+    return out
+
+
+def content_messages(
+    items: Sequence[ContentUpsertIn], tenant: str, *, from_key: bool, received_at: datetime
+) -> list[Outgoing]:
+    """Upserts for the content topic keyed by tenant/item."""
+    out = []
+    for index, item in enumerate(items):
+        where = f"items.{index}"
+        owner = message_tenant(item.tenant, tenant, from_key=from_key, field=_at(where, "tenant"))
+        message = item.to_message(owner, received_at)
+        key = content_key(owner, message.item_id)
+        out.append(Outgoing.of(CONTENT.name, key, message, message.item_id, where))
+    return out
+
+
+def tombstone_message(
+    item_id: str, tenant: str, *, received_at: datetime, version: int | None = None
+) -> Outgoing:
+    """A tombstone for the content topic; ``version`` defaults to now in microseconds."""
+    message = ContentTombstone(
+        tenant=tenant,
+        item_id=item_id,
+        op="delete",
+        updated_at=received_at,
+        version=version_from_timestamp(received_at) if version is None else version,
+    )
+    key = content_key(tenant, message.item_id)
+    return Outgoing.of(CONTENT.name, key, message, message.item_id, "item_id")
+
+
+__all__ = [
+    "Outgoing",
+    "TenantMismatch",
+    "content_messages",
+    "event_messages",
+    "message_tenant",
+    "tombstone_message",
+]
