@@ -1,0 +1,147 @@
+"""Read the user model back: what the query service asks of Redis."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from services.usermodel.fold import FoldConfig
+from services.usermodel.keys import UserModelKeys
+
+
+@dataclass(frozen=True)
+class Interaction:
+    item_id: str
+    strength: float
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class UserModel:
+    tenant: str
+    user_id: str
+    events: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    mean_rating: float | None
+    event_counts: dict[str, int]
+    recent: list[Interaction]  # newest first
+    tag_affinity: dict[str, float]  # decayed to the time of reading, strongest first
+    traits: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def has_history(self) -> bool:
+        return self.events > 0
+
+
+def _ms_to_datetime(value: bytes | str | float | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(float(value) / 1000, UTC)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class UserModelReader:
+    def __init__(self, redis: Redis, keys: UserModelKeys, config: FoldConfig) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.config = config
+
+    async def user(
+        self, tenant: str, user_id: str, *, now: datetime | None = None, recent_limit: int = 200
+    ) -> UserModel:
+        """The user's model (empty, not an error, for a user never seen)."""
+        now = now or datetime.now(UTC)
+        keys = self.keys.user(tenant, user_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.state)
+        pipe.zrevrange(keys.recent, 0, recent_limit - 1, withscores=True)
+        pipe.hgetall(keys.strength)
+        pipe.hgetall(keys.tags)
+        pipe.hgetall(keys.events)
+        state, recent, strengths, tags, counts = await pipe.execute()
+
+        state = {_text(k): _text(v) for k, v in state.items()}
+        strength = {_text(k): float(v) for k, v in strengths.items()}
+        interactions = [
+            Interaction(
+                item_id=_text(item),
+                strength=strength.get(_text(item), 0.0),
+                last_seen=datetime.fromtimestamp(score / 1000, UTC),
+            )
+            for item, score in recent
+        ]
+        rating_count = float(state.get("rating_count", 0))
+        mean_rating = float(state["rating_sum"]) / rating_count if rating_count else None
+        return UserModel(
+            tenant=tenant,
+            user_id=user_id,
+            events=int(state.get("events", 0)),
+            first_seen=_ms_to_datetime(state.get("first_ms")),
+            last_seen=_ms_to_datetime(state.get("last_ms")),
+            mean_rating=mean_rating,
+            event_counts={_text(k): int(v) for k, v in counts.items()},
+            recent=interactions,
+            tag_affinity=self._decayed_tags(tags, now),
+            traits=json.loads(state["traits"]) if "traits" in state else {},
+        )
+
+    def _decayed_tags(self, raw: dict[bytes, bytes], now: datetime) -> dict[str, float]:
+        now_ms = now.timestamp() * 1000
+        half_life_ms = self.config.tag_half_life_days * 86_400_000
+        affinity = {}
+        for tag, stored in raw.items():
+            value, _, at = _text(stored).partition(":")
+            age = max(0.0, now_ms - float(at))
+            affinity[_text(tag)] = float(value) * 2 ** (-age / half_life_ms)
+        return dict(sorted(affinity.items(), key=lambda kv: -kv[1]))
+
+    async def trending(
+        self, tenant: str, limit: int, *, now: datetime | None = None
+    ) -> list[tuple[str, float]]:
+        """Items by time-decayed popularity, scores as of ``now``."""
+        keys = self.keys.tenant(tenant)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrevrange(keys.trending, 0, limit - 1, withscores=True)
+        pipe.hget(keys.meta, "trending_landmark_ms")
+        ranked, landmark = await pipe.execute()
+        if not ranked:
+            return []
+        now_ms = (now or datetime.now(UTC)).timestamp() * 1000
+        exponent = self.config.trending_rate_per_ms * (float(landmark) - now_ms)
+        factor = math.exp(max(exponent, -700.0))
+        return [(_text(item), score * factor) for item, score in ranked]
+
+    async def popular(self, tenant: str, limit: int) -> list[tuple[str, float]]:
+        """Items by all-time positive strength."""
+        ranked = await self.redis.zrevrange(
+            self.keys.tenant(tenant).popular, 0, limit - 1, withscores=True
+        )
+        return [(_text(item), float(score)) for item, score in ranked]  # type: ignore[str-unpack,arg-type]
+
+    async def cooccurring(
+        self, tenant: str, item_ids: Sequence[str], limit: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        """For each item, the items most often engaged with by the same users."""
+        if not item_ids:
+            return {}
+        keys = self.keys.tenant(tenant)
+        pipe = self.redis.pipeline(transaction=False)
+        for item_id in item_ids:
+            pipe.zrevrange(keys.co(item_id), 0, limit - 1, withscores=True)
+        results = await pipe.execute()
+        return {
+            item_id: [(_text(other), score) for other, score in ranked]
+            for item_id, ranked in zip(item_ids, results, strict=True)
+        }
+
+
+__all__ = ["Interaction", "UserModel", "UserModelReader"]

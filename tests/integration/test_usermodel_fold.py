@@ -1,0 +1,236 @@
+"""The fold scripts on a real Redis: strengths, decay, trending, co-occurrence and the
+exactly-once guards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from schemas.events import BehaviourEvent
+from services.common.consumer import Envelope
+from services.common.embedded import EmbeddedStack
+from services.usermodel.fold import FoldConfig, UserModelFolder
+from services.usermodel.keys import UserModelKeys
+from services.usermodel.read import UserModelReader
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+CONFIG = FoldConfig(
+    event_weights={"view": 1.0, "like": 3.0, "dislike": -3.0},
+    rating_weight=2.0,
+    rating_prior_mean=3.0,
+    rating_prior_count=0.0,
+    recent_items_limit=5,
+    tag_half_life_days=1.0,
+    trending_half_life_days=1.0,
+    cooccurrence_window=3,
+)
+
+
+@pytest.fixture
+async def redis(stack: EmbeddedStack) -> AsyncIterator[Redis]:
+    client = Redis.from_url(stack.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def keys() -> UserModelKeys:
+    return UserModelKeys(namespace=f"test-{uuid.uuid4().hex[:8]}")
+
+
+class Events:
+    """Builds envelopes with increasing offsets, as one partition would deliver them."""
+
+    def __init__(self, partition: int = 0) -> None:
+        self.partition, self.offset = partition, 0
+
+    def __call__(
+        self, user: str, event: str, item: str | None = None, *, minutes: float = 0,
+        tenant: str = "acme", message_id: str | None = None, **properties: Any,
+    ) -> Envelope[BehaviourEvent]:  # fmt: skip
+        self.offset += 1
+        payload = {
+            "tenant": tenant, "event": event, "userId": user,
+            "messageId": message_id or f"m-{self.partition}-{self.offset}",
+            "timestamp": (T0 + timedelta(minutes=minutes)).isoformat(),
+            "properties": {"item_id": item, **properties},
+        }  # fmt: skip
+        return Envelope(
+            message=BehaviourEvent.model_validate(payload),
+            topic="attune.events", partition=self.partition, offset=self.offset,
+            key=None, timestamp_ms=0,
+        )  # fmt: skip
+
+
+async def test_strength_counts_and_recency(redis: Redis, keys: UserModelKeys) -> None:
+    ev = Events()
+    folder = UserModelFolder(redis, keys, CONFIG)
+    await folder.fold(
+        [
+            ev("ann", "view", "a", minutes=1, tags=["space"]),
+            ev("ann", "like", "a", minutes=2, tags=["space"]),
+            ev("ann", "view", "b", minutes=3, tags=["cooking"]),
+            ev("ann", "dislike", "c", minutes=4, tags=["cooking"]),
+        ]
+    )
+
+    model = await UserModelReader(redis, keys, CONFIG).user("acme", "ann", now=T0)
+
+    assert model.events == 4
+    assert model.event_counts == {"view": 2, "like": 1, "dislike": 1}
+    assert [(i.item_id, i.strength) for i in model.recent] == [("c", -3.0), ("b", 1.0), ("a", 4.0)]
+    assert model.recent[0].last_seen == T0 + timedelta(minutes=4)
+    assert model.tag_affinity["space"] == pytest.approx(4.0, rel=1e-3)
+    assert model.tag_affinity["cooking"] == pytest.approx(-2.0, rel=1e-3)
+    assert model.first_seen == T0 + timedelta(minutes=1)
+
+
+async def test_tag_affinity_decays_with_its_half_life(redis: Redis, keys: UserModelKeys) -> None:
+    ev = Events()
+    folder = UserModelFolder(redis, keys, CONFIG)
+    await folder.fold([ev("ann", "like", "a", tags=["jazz"])])
+    await folder.fold([ev("ann", "like", "b", minutes=24 * 60, tags=["jazz"])])  # a day later
+
+    reader = UserModelReader(redis, keys, CONFIG)
+    now = T0 + timedelta(days=1)
+    assert (await reader.user("acme", "ann", now=now)).tag_affinity["jazz"] == pytest.approx(4.5)
+    later = await reader.user("acme", "ann", now=now + timedelta(days=2))
+    assert later.tag_affinity["jazz"] == pytest.approx(4.5 / 4)
+
+
+async def test_ratings_are_scored_around_the_users_mean(redis: Redis, keys: UserModelKeys) -> None:
+    ev = Events()
+    await UserModelFolder(redis, keys, CONFIG).fold(
+        [
+            ev("ann", "rating", "a", rating=4.0),  # mean so far: prior 3.0 (count 0 -> 3.0)
+            ev("ann", "rating", "b", rating=2.0),  # mean 4.0
+            ev("ann", "rating", "c", rating=5.0),  # mean 3.0
+        ]
+    )
+    model = await UserModelReader(redis, keys, CONFIG).user("acme", "ann", now=T0)
+    strengths = {i.item_id: i.strength for i in model.recent}
+    assert strengths == {"a": pytest.approx(2.0), "b": pytest.approx(-4.0), "c": pytest.approx(4.0)}
+    assert model.mean_rating == pytest.approx(11 / 3)
+
+
+async def test_recent_items_are_bounded(redis: Redis, keys: UserModelKeys) -> None:
+    ev = Events()
+    await UserModelFolder(redis, keys, CONFIG).fold(
+        [ev("ann", "view", f"i{n}", minutes=n) for n in range(8)]
+    )
+    model = await UserModelReader(redis, keys, CONFIG).user("acme", "ann", now=T0)
+    assert [i.item_id for i in model.recent] == ["i7", "i6", "i5", "i4", "i3"]
+    assert await redis.hlen(keys.user("acme", "ann").strength) == 5
+
+
+async def test_redelivery_and_duplicate_message_ids_change_nothing(
+    redis: Redis, keys: UserModelKeys
+) -> None:
+    ev = Events()
+    batch = [ev("ann", "like", "a"), ev("bob", "like", "a"), ev("bob", "like", "b", minutes=1)]
+    folder = UserModelFolder(redis, keys, CONFIG)
+    await folder.fold(batch)
+    before = await _snapshot(redis, keys)
+
+    await folder.fold(batch)  # the same offsets again: a redelivery
+    duplicate = ev("ann", "like", "a", message_id=batch[0].message.message_id)
+    await folder.fold([duplicate])  # a producer's duplicate, at a new offset
+
+    assert await _snapshot(redis, keys) == before
+    reader = UserModelReader(redis, keys, CONFIG)
+    assert (await reader.user("acme", "ann", now=T0)).events == 1
+    assert await reader.popular("acme", 10) == [("a", 6.0), ("b", 3.0)]
+
+
+async def test_trending_cooccurrence_and_popularity(redis: Redis, keys: UserModelKeys) -> None:
+    ev = Events()
+    await UserModelFolder(redis, keys, CONFIG).fold(
+        [
+            ev("ann", "like", "a"), ev("ann", "like", "b", minutes=1),
+            ev("bob", "like", "a", minutes=2), ev("bob", "like", "b", minutes=3),
+            ev("bob", "like", "c", minutes=4), ev("cy", "dislike", "c", minutes=5),
+        ]
+    )  # fmt: skip
+    reader = UserModelReader(redis, keys, CONFIG)
+
+    co = await reader.cooccurring("acme", ["a", "c"], limit=10)
+    assert co["a"] == [("b", 2.0), ("c", 1.0)]
+    assert sorted(co["c"]) == [("a", 1.0), ("b", 1.0)]
+    trending = await reader.trending("acme", 10, now=T0 + timedelta(minutes=4))
+    # b was liked later than a, so it trends a little higher; the dislike of c does not count
+    assert [item for item, _ in trending] == ["b", "a", "c"]
+    assert trending[0][1] == pytest.approx(6.0, rel=1e-2)
+    day_later = await reader.trending("acme", 10, now=T0 + timedelta(days=1, minutes=4))
+    assert day_later[0][1] == pytest.approx(trending[0][1] / 2, rel=1e-3)
+
+
+async def test_trending_survives_rescaling_over_years(redis: Redis, keys: UserModelKeys) -> None:
+    ev = Events()
+    folder = UserModelFolder(redis, keys, CONFIG)
+    await folder.fold([ev("ann", "like", "old")])
+    await folder.fold([ev("bob", "like", "new", minutes=365 * 24 * 60)])  # 365 half-lives
+    trending = await UserModelReader(redis, keys, CONFIG).trending(
+        "acme", 10, now=T0 + timedelta(days=365)
+    )
+    assert trending[0] == ("new", pytest.approx(3.0))
+    assert trending[1][1] < 1e-100
+
+
+async def test_a_crash_before_the_tenant_step_is_repaired_by_redelivery(
+    redis: Redis, keys: UserModelKeys
+) -> None:
+    ev = Events()
+    batch = [ev("ann", "like", "a"), ev("ann", "like", "b", minutes=1)]
+    folder = UserModelFolder(redis, keys, CONFIG)
+    # Only the user step ran (as if the process died right after it).
+    for tenant_user, events in {("acme", "ann"): batch}.items():
+        import json
+
+        from services.usermodel.fold import fold_input
+
+        await folder._fold_user(
+            keys=keys.user(*tenant_user).for_fold(),
+            args=[CONFIG.user_script_config(), json.dumps([fold_input(e, CONFIG) for e in events])],
+        )
+    assert await UserModelReader(redis, keys, CONFIG).popular("acme", 10) == []
+
+    await folder.fold(batch)  # the redelivery
+
+    reader = UserModelReader(redis, keys, CONFIG)
+    assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]
+    assert (await reader.cooccurring("acme", ["a"], 10))["a"] == [("b", 1.0)]
+    assert await redis.llen(keys.user("acme", "ann").outbox) == 0
+    await folder.fold(batch)
+    assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]
+
+
+async def test_tenants_are_kept_apart(redis: Redis, keys: UserModelKeys) -> None:
+    ev = Events()
+    await UserModelFolder(redis, keys, CONFIG).fold(
+        [ev("ann", "like", "a", tenant="t1"), ev("ann", "like", "b", tenant="t2")]
+    )
+    reader = UserModelReader(redis, keys, CONFIG)
+    assert [i.item_id for i in (await reader.user("t1", "ann", now=T0)).recent] == ["a"]
+    assert await reader.popular("t2", 10) == [("b", 3.0)]
+
+
+async def _snapshot(redis: Redis, keys: UserModelKeys) -> dict[bytes, object]:
+    """Every key's content, leaving out the applied-offset bookkeeping."""
+    snapshot: dict[bytes, object] = {}
+    async for key in redis.scan_iter(match=keys.pattern()):
+        kind = (await redis.type(key)).decode()
+        if kind == "hash":
+            fields = await redis.hgetall(key)
+            snapshot[key] = {k: v for k, v in fields.items() if not k.startswith(b"offset:")}
+        elif kind == "zset":
+            snapshot[key] = await redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "list":
+            snapshot[key] = await redis.lrange(key, 0, -1)
+    return snapshot

@@ -1,0 +1,95 @@
+"""The events subscriber in FastStream's in-memory TestKafkaBroker, folding into
+fakeredis (with Lua): decode, dead-letter, fold, and the reader's view of it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fakeredis import FakeAsyncRedis
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+
+from schemas.deadletter import DeadLetterRecord
+from schemas.topics import DEAD_LETTER, EVENTS
+from services.common.kafka import make_broker
+from services.common.settings import Settings
+from services.usermodel.fold import FoldConfig
+from services.usermodel.keys import UserModelKeys
+from services.usermodel.read import UserModelReader
+from services.usermodel.service import events_router
+
+SETTINGS = Settings(kafka_group_prefix="unit", redis_namespace="unit")
+
+
+class Harness:
+    def __init__(self, broker: KafkaBroker, redis: FakeAsyncRedis) -> None:
+        self.broker = broker
+        self.reader = UserModelReader(
+            redis, UserModelKeys("unit"), FoldConfig.from_settings(SETTINGS)
+        )
+        self.dead_letters: list[DeadLetterRecord] = []
+
+    async def send(self, *bodies: Any) -> None:
+        await self.broker.publish_batch(*bodies, topic=EVENTS.name)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    redis = FakeAsyncRedis()
+    broker = make_broker(SETTINGS)
+    broker.include_router(events_router(SETTINGS, redis))
+    running = Harness(broker, redis)
+
+    @broker.subscriber(DEAD_LETTER.name)
+    async def capture(body: dict[str, Any]) -> None:
+        running.dead_letters.append(DeadLetterRecord.model_validate(body))
+
+    async with TestKafkaBroker(broker):
+        yield running
+    await redis.aclose()
+
+
+def event(message_id: str, user: str, name: str, item: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "tenant": "acme", "type": "track", "event": name, "userId": user,
+        "messageId": message_id, "timestamp": "2024-05-01T12:00:00Z",
+        "properties": {"item_id": item, **properties},
+    }  # fmt: skip
+
+
+# TestKafkaBroker gives every record offset 0, and the fold skips offsets a user has
+# already applied, so these tests send one event per user; per-user sequences are
+# covered on a real broker and a real Redis (tests/integration).
+
+
+async def test_events_are_folded_into_the_user_model(harness: Harness) -> None:
+    await harness.send(
+        event("m1", "ann", "like", "a", tags=["space", "film"]),
+        event("m2", "bob", "view", "a", tags=["space"]),
+    )
+
+    model = await harness.reader.user("acme", "ann", now=datetime(2024, 5, 1, 12, tzinfo=UTC))
+    assert model.events == 1
+    assert model.event_counts == {"like": 1}
+    assert {i.item_id: i.strength for i in model.recent} == {"a": 3.0}
+    assert model.tag_affinity == {"space": pytest.approx(3.0), "film": pytest.approx(3.0)}
+    assert harness.dead_letters == []
+
+
+async def test_malformed_events_are_dead_lettered_and_the_rest_folded(harness: Harness) -> None:
+    await harness.send(
+        b"{not json",
+        {"tenant": "acme", "event": "view", "messageId": "no-user", "timestamp": "2024-05-01"},
+        {**event("m9", "ann", "view", "a"), "schema_version": 7},
+        event("m3", "bob", "purchase", "z"),
+    )
+
+    reasons = sorted(letter.reason for letter in harness.dead_letters)
+    assert reasons == ["invalid_json", "schema_violation", "unsupported_schema_version"]
+    violation = next(d for d in harness.dead_letters if d.reason == "schema_violation")
+    assert "userId or anonymousId" in violation.error
+    assert violation.consumer == "unit-usermodel"
+    assert (await harness.reader.user("acme", "bob")).events == 1
+    assert await harness.reader.popular("acme", 10) == [("z", 5.0)]
