@@ -1,0 +1,241 @@
+"""The query API over HTTP: thin routes that call :class:`QueryEngine`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+
+from schemas.api import ErrorDetail
+from schemas.query import (
+    FiltersIn,
+    RecentInteraction,
+    RecommendationsResponse,
+    SearchRequest,
+    SearchResponse,
+    SimilarItemsResponse,
+    TagAffinity,
+    TrendingResponse,
+    UserProfileResponse,
+)
+from services.common.embedding import Embedder
+from services.common.http import ApiError, TenantDep, create_http_app
+from services.common.redis import make_redis
+from services.common.settings import Settings
+from services.common.vectorindex import ItemFilter, NumericRange, VectorIndex, open_vector_index
+from services.query.engine import QueryConfig, QueryEngine
+from services.usermodel.fold import FoldConfig
+from services.usermodel.keys import UserModelKeys
+from services.usermodel.read import UserModelReader
+
+_CONDITION = re.compile(r"^(?P<key>[A-Za-z0-9_.-]{1,64})(?P<op>>=|<=|=)(?P<value>.{1,200})$")
+
+UserIdPath = Annotated[str, Path(min_length=1, max_length=256)]
+Limit = Annotated[int, Query(ge=1, le=100, description="How many results.")]
+Tags = Annotated[list[str], Query(max_length=100, description="Only items with any of these tags.")]
+Filters = Annotated[
+    list[str],
+    Query(
+        alias="filter",
+        max_length=50,
+        description="Metadata conditions 'key=value', 'key>=number' or 'key<=number'; "
+        "repeat for several.",
+    ),
+]
+
+
+def build_query_engine(
+    settings: Settings, redis: object, index: VectorIndex, embedder: Embedder
+) -> QueryEngine:
+    reader = UserModelReader(
+        redis,  # type: ignore[arg-type]
+        UserModelKeys(settings.redis_namespace),
+        FoldConfig.from_settings(settings),
+    )
+    return QueryEngine(reader, index, embedder, QueryConfig.from_settings(settings))
+
+
+def get_engine(request: Request) -> QueryEngine:
+    engine: QueryEngine | None = getattr(request.app.state, "query_engine", None)
+    if engine is None:
+        raise ApiError(503, "unavailable", "the query engine is not ready")
+    return engine
+
+
+EngineDep = Annotated[QueryEngine, Depends(get_engine)]
+
+
+def _typed(value: str) -> str | int | bool:
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def parse_filters(tenant: str, tags: list[str], conditions: list[str]) -> ItemFilter:
+    """GET-style filters: ``tags`` and ``filter=key=value|key>=n|key<=n``."""
+    equals: dict[str, str | int | bool] = {}
+    ranges: dict[str, NumericRange] = {}
+    for condition in conditions:
+        match = _CONDITION.match(condition)
+        if match is None:
+            raise ApiError(
+                422, "validation_error", f"invalid filter {condition!r}",
+                details=[ErrorDetail(field="filter", message="use key=value, key>=n or key<=n")],
+            )  # fmt: skip
+        key, op, value = match["key"], match["op"], match["value"]
+        if op == "=":
+            equals[key] = _typed(value)
+            continue
+        try:
+            bound = float(value)
+        except ValueError:
+            raise ApiError(
+                422, "validation_error", f"{key}{op} needs a number",
+                details=[ErrorDetail(field="filter", message=f"{value!r} is not a number")],
+            ) from None  # fmt: skip
+        current = ranges.get(key, NumericRange())
+        ranges[key] = (
+            NumericRange(gte=bound, lte=current.lte)
+            if op == ">="
+            else NumericRange(gte=current.gte, lte=bound)
+        )
+    return ItemFilter(tenant=tenant, tags_any=tags, metadata_equals=equals, metadata_ranges=ranges)
+
+
+def get_item_filter(tenant: TenantDep, tags: Tags = [], filters: Filters = []) -> ItemFilter:  # noqa: B006
+    return parse_filters(tenant, tags, filters)
+
+
+ItemFilterDep = Annotated[ItemFilter, Depends(get_item_filter)]
+
+
+def filters_from_body(tenant: str, filters: FiltersIn) -> ItemFilter:
+    return ItemFilter(
+        tenant=tenant,
+        tags_any=filters.tags_any,
+        metadata_equals=filters.metadata,
+        metadata_ranges={k: NumericRange(gte=r.gte, lte=r.lte) for k, r in filters.ranges.items()},
+    )
+
+
+def query_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["query"])
+
+    @router.get(
+        "/users/{user_id}/recommendations",
+        summary="Personalized recommendations, each with the signals behind it",
+    )
+    async def recommendations(
+        user_id: UserIdPath, tenant: TenantDep, item_filter: ItemFilterDep, engine: EngineDep,
+        limit: Limit = 10,
+        exclude_seen: Annotated[bool, Query(description="Leave out what the user saw.")] = True,
+    ) -> RecommendationsResponse:  # fmt: skip
+        strategy, items = await engine.recommendations(
+            tenant, user_id, limit=limit, item_filter=item_filter, exclude_seen=exclude_seen
+        )
+        return RecommendationsResponse(
+            tenant=tenant, user_id=user_id, strategy=strategy, items=items
+        )
+
+    @router.post("/search", summary="Semantic search, optionally personalized")
+    async def search(
+        request: SearchRequest, tenant: TenantDep, engine: EngineDep
+    ) -> SearchResponse:
+        personalized, items = await engine.search(
+            tenant, request.query, limit=request.limit,
+            item_filter=filters_from_body(tenant, request.filters), user_id=request.user_id,
+        )  # fmt: skip
+        return SearchResponse(
+            tenant=tenant, query=request.query, personalized=personalized, items=items
+        )
+
+    @router.get("/items/{item_id}/similar", summary="Items similar to one item")
+    async def similar(
+        item_id: Annotated[str, Path(min_length=1, max_length=256)], tenant: TenantDep,
+        item_filter: ItemFilterDep, engine: EngineDep, limit: Limit = 10,
+    ) -> SimilarItemsResponse:  # fmt: skip
+        items = await engine.similar(tenant, item_id, limit=limit, item_filter=item_filter)
+        if items is None:
+            raise ApiError(404, "item_not_found", f"no item {item_id!r} in tenant {tenant!r}")
+        return SimilarItemsResponse(tenant=tenant, item_id=item_id, items=items)
+
+    @router.get("/users/{user_id}", summary="The user's folded model, readable")
+    async def user_profile(
+        user_id: UserIdPath, tenant: TenantDep, engine: EngineDep
+    ) -> UserProfileResponse:
+        found = await engine.profile(tenant, user_id)
+        if found is None:
+            raise ApiError(404, "user_not_found", f"no events for user {user_id!r} in {tenant!r}")
+        model, titles = found
+        return UserProfileResponse(
+            tenant=tenant,
+            user_id=user_id,
+            events=model.events,
+            first_seen=model.first_seen,
+            last_seen=model.last_seen,
+            mean_rating=model.mean_rating,
+            event_counts=model.event_counts,
+            recent=[
+                RecentInteraction(
+                    item_id=i.item_id,
+                    title=titles.get(i.item_id),
+                    strength=round(i.strength, 4),
+                    last_seen=i.last_seen,
+                )
+                for i in model.recent
+            ],
+            tag_affinity=[
+                TagAffinity(tag=tag, affinity=round(value, 4))
+                for tag, value in model.tag_affinity.items()
+            ],
+            traits=dict(model.traits),
+        )
+
+    @router.get("/trending", summary="What is popular now (time-decayed)")
+    async def trending(
+        tenant: TenantDep, item_filter: ItemFilterDep, engine: EngineDep, limit: Limit = 10
+    ) -> TrendingResponse:
+        items = await engine.trending(tenant, limit=limit, item_filter=item_filter)
+        return TrendingResponse(tenant=tenant, items=items)
+
+    return router
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The query service on its own: it opens Redis, the vector index and the model."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedder = await asyncio.to_thread(Embedder.from_settings, settings)
+        index = open_vector_index(settings, embedder.dimension)
+        await index.ensure_ready()
+        redis = make_redis(settings)
+        app.state.query_engine = build_query_engine(settings, redis, index, embedder)
+        app.state.readiness_checks["redis"] = redis.ping
+        app.state.readiness_checks["vector_index"] = index.count
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await index.close()
+            embedder.close()
+
+    return create_http_app(
+        service="query",
+        title="Attune query API",
+        description="Semantic search, personalized recommendations, similar items, trending "
+        "and user profiles. Every result says why it was chosen.",
+        settings=settings,
+        routers=[query_router()],
+        lifespan=lifespan,
+    )
+
+
+__all__ = ["build_query_engine", "create_app", "parse_filters", "query_router"]

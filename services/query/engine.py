@@ -1,0 +1,313 @@
+"""The query service's use cases: recommendations, search, similar items, trending and
+the user profile, over the vector index and the user model. HTTP-free."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from schemas.query import ItemResult, Reason, Signal
+from services.common.embedding import Embedder
+from services.common.settings import Settings
+from services.common.vectorindex import ItemFilter, StoredItem, VectorIndex
+from services.query.ranking import (
+    Blended,
+    Vector,
+    WeightedItem,
+    blend,
+    cosine,
+    profile_vector,
+    profile_weights,
+    scaled,
+)
+from services.usermodel.read import UserModel, UserModelReader
+
+Strategy = Literal["personalized", "trending", "popular", "none"]
+
+CO_SOURCES = 10  # the user's strongest items whose co-occurrences are looked up
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    recommend_weights: Mapping[Signal, float]
+    similar_cooccurrence_weight: float = 0.5
+    search_profile_weight: float = 0.3
+    profile_items: int = 20
+    profile_half_life_days: float = 30.0
+    recent_items_limit: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueryConfig:
+        return cls(
+            recommend_weights={
+                "content": settings.recommend_weight_content,
+                "cooccurrence": settings.recommend_weight_cooccurrence,
+                "trending": settings.recommend_weight_trending,
+                "tags": settings.recommend_weight_tags,
+            },
+            similar_cooccurrence_weight=settings.similar_weight_cooccurrence,
+            search_profile_weight=settings.search_weight_profile,
+            profile_items=settings.profile_items,
+            profile_half_life_days=settings.profile_half_life_days,
+            recent_items_limit=settings.recent_items_limit,
+        )
+
+
+def _result(item: StoredItem, blended: Blended) -> ItemResult:
+    payload = item.payload
+    return ItemResult(
+        item_id=item.item_id,
+        score=blended.score,
+        title=payload.get("title"),
+        tags=list(payload.get("tags", [])),
+        metadata=dict(payload.get("meta", {})),
+        reasons=blended.reasons,
+    )
+
+
+def _title(item: StoredItem | None, item_id: str) -> str:
+    return f"'{item.payload.get('title') or item_id}'" if item else f"'{item_id}'"
+
+
+class QueryEngine:
+    def __init__(
+        self,
+        reader: UserModelReader,
+        index: VectorIndex,
+        embedder: Embedder,
+        config: QueryConfig,
+    ) -> None:
+        self.reader = reader
+        self.index = index
+        self.embedder = embedder
+        self.config = config
+
+    # -- recommendations ---------------------------------------------------------------
+
+    async def recommendations(
+        self, tenant: str, user_id: str, *, limit: int, item_filter: ItemFilter,
+        exclude_seen: bool = True,
+    ) -> tuple[Strategy, list[ItemResult]]:  # fmt: skip
+        model = await self.reader.user(tenant, user_id, recent_limit=self.config.recent_items_limit)
+        if exclude_seen:
+            seen = {interaction.item_id for interaction in model.recent}
+            item_filter = replace(
+                item_filter, exclude_item_ids=set(item_filter.exclude_item_ids) | seen
+            )
+        weights = profile_weights(
+            [(i.item_id, i.strength, i.last_seen) for i in model.recent],
+            limit=self.config.profile_items,
+            half_life_days=self.config.profile_half_life_days,
+        )
+        if weights:
+            results = await self._personalized(tenant, model, weights, limit, item_filter)
+            if results:
+                return "personalized", results
+        return await self._cold_start(tenant, limit, item_filter)
+
+    async def _personalized(
+        self, tenant: str, model: UserModel, weights: list[WeightedItem], limit: int,
+        item_filter: ItemFilter,
+    ) -> list[ItemResult]:  # fmt: skip
+        sources = {s.item_id: s for s in await self.index.retrieve(
+            tenant, [w.item_id for w in weights], with_vectors=True)}  # fmt: skip
+        profile = profile_vector({k: v.vector for k, v in sources.items() if v.vector}, weights)
+        pool = max(limit * 4, 50)
+
+        content: dict[str, float] = {}
+        known: dict[str, StoredItem] = {}
+        if profile is not None:
+            for hit in await self.index.search(profile, item_filter, pool):
+                content[hit.item.item_id] = max(hit.score, 0.0)
+                known[hit.item.item_id] = hit.item
+
+        co_scores, co_details = await self._cooccurrence(tenant, weights[:CO_SOURCES], sources)
+        trending = dict(await self.reader.trending(tenant, pool))
+
+        others = [i for i in {*co_scores, *trending} if i not in known]
+        for item in await self.index.retrieve(tenant, others, with_vectors=profile is not None):
+            if item_filter.matches(item):
+                known[item.item_id] = item
+                if profile is not None and item.vector:
+                    content[item.item_id] = max(cosine(profile, item.vector), 0.0)
+
+        affinity = {tag: a for tag, a in model.tag_affinity.items() if a > 0}
+        tag_scores, tag_details = self._tag_scores(known.values(), affinity)
+        signals: dict[Signal, Mapping[str, float]] = {
+            "content": content,
+            "cooccurrence": scaled({i: s for i, s in co_scores.items() if i in known}),
+            "trending": scaled({i: s for i, s in trending.items() if i in known}),
+            "tags": tag_scores,
+        }
+        details: dict[Signal, Mapping[str, str]] = {
+            "content": dict.fromkeys(content, "similar to what this user engaged with"),
+            "cooccurrence": co_details,
+            "trending": dict.fromkeys(trending, f"trending in {tenant}"),
+            "tags": tag_details,
+        }
+        blended = blend(signals, self.config.recommend_weights, details)[:limit]
+        return [_result(known[b.item_id], b) for b in blended]
+
+    async def _cooccurrence(
+        self, tenant: str, weights: Sequence[WeightedItem], sources: Mapping[str, StoredItem]
+    ) -> tuple[dict[str, float], dict[str, str]]:
+        top = max((w.weight for w in weights), default=0.0) or 1.0
+        found = await self.reader.cooccurring(tenant, [w.item_id for w in weights], limit=50)
+        scores: dict[str, float] = defaultdict(float)
+        best_source: dict[str, tuple[float, str]] = {}
+        for source in weights:
+            for other, count in found.get(source.item_id, []):
+                contribution = count * source.weight / top
+                scores[other] += contribution
+                if contribution > best_source.get(other, (0.0, ""))[0]:
+                    best_source[other] = (contribution, source.item_id)
+        details = {
+            item: f"engaged with by people who engaged with {_title(sources.get(source), source)}"
+            for item, (_, source) in best_source.items()
+        }
+        return dict(scores), details
+
+    @staticmethod
+    def _tag_scores(
+        items: Iterable[StoredItem], affinity: Mapping[str, float]
+    ) -> tuple[dict[str, float], dict[str, str]]:
+        raw: dict[str, float] = {}
+        details: dict[str, str] = {}
+        for item in items:
+            matched = [(affinity[t], t) for t in item.payload.get("tags", []) if t in affinity]
+            if matched:
+                raw[item.item_id] = sum(a for a, _ in matched)
+                names = ", ".join(t for _, t in sorted(matched, reverse=True)[:3])
+                details[item.item_id] = f"matches this user's interest in {names}"
+        return scaled(raw), details
+
+    async def _cold_start(
+        self, tenant: str, limit: int, item_filter: ItemFilter
+    ) -> tuple[Strategy, list[ItemResult]]:
+        results = await self.trending(tenant, limit=limit, item_filter=item_filter)
+        if results:
+            return "trending", results
+        results = await self._ranked_by(tenant, "popular", limit, item_filter)
+        return ("popular", results) if results else ("none", [])
+
+    # -- trending ----------------------------------------------------------------------
+
+    async def trending(
+        self, tenant: str, *, limit: int, item_filter: ItemFilter
+    ) -> list[ItemResult]:
+        return await self._ranked_by(tenant, "trending", limit, item_filter)
+
+    async def _ranked_by(
+        self, tenant: str, signal: Literal["trending", "popular"], limit: int,
+        item_filter: ItemFilter,
+    ) -> list[ItemResult]:  # fmt: skip
+        pool = limit * 4 + len(item_filter.exclude_item_ids)
+        ranked = (
+            await self.reader.trending(tenant, pool)
+            if signal == "trending"
+            else await self.reader.popular(tenant, pool)
+        )
+        items = {i.item_id: i for i in await self.index.retrieve(tenant, [i for i, _ in ranked])}
+        scores = scaled({i: s for i, s in ranked if i in items and item_filter.matches(items[i])})
+        detail = "trending now" if signal == "trending" else "popular overall"
+        blended = blend({signal: scores}, {signal: 1.0}, {signal: dict.fromkeys(scores, detail)})
+        return [_result(items[b.item_id], b) for b in blended[:limit]]
+
+    # -- search ------------------------------------------------------------------------
+
+    async def search(
+        self, tenant: str, text: str, *, limit: int, item_filter: ItemFilter,
+        user_id: str | None = None,
+    ) -> tuple[bool, list[ItemResult]]:  # fmt: skip
+        query = await self.embedder.embed_query(text)
+        profile = await self._profile(tenant, user_id) if user_id else None
+        hits = await self.index.search(
+            query, item_filter, limit * 3 if profile is not None else limit
+        )
+        known = {hit.item.item_id: hit.item for hit in hits}
+        signals: dict[Signal, Mapping[str, float]] = {
+            "query": {h.item.item_id: max(h.score, 0.0) for h in hits}
+        }
+        details: dict[Signal, Mapping[str, str]] = {
+            "query": dict.fromkeys(known, f"matches '{text[:80]}'")
+        }
+        weights: dict[Signal, float] = {"query": 1.0}
+        if profile is not None:
+            with_vectors = await self.index.retrieve(tenant, list(known), with_vectors=True)
+            signals["profile"] = {
+                i.item_id: max(cosine(profile, i.vector), 0.0) for i in with_vectors if i.vector
+            }
+            details["profile"] = dict.fromkeys(known, "close to this user's interests")
+            weights["profile"] = self.config.search_profile_weight
+        blended = blend(signals, weights, details)[:limit]
+        return profile is not None, [_result(known[b.item_id], b) for b in blended]
+
+    async def _profile(self, tenant: str, user_id: str) -> Vector | None:
+        model = await self.reader.user(tenant, user_id, recent_limit=self.config.recent_items_limit)
+        weights = profile_weights(
+            [(i.item_id, i.strength, i.last_seen) for i in model.recent],
+            limit=self.config.profile_items,
+            half_life_days=self.config.profile_half_life_days,
+        )
+        if not weights:
+            return None
+        items = await self.index.retrieve(tenant, [w.item_id for w in weights], with_vectors=True)
+        return profile_vector({i.item_id: i.vector for i in items if i.vector}, weights)
+
+    # -- similar items -----------------------------------------------------------------
+
+    async def similar(
+        self, tenant: str, item_id: str, *, limit: int, item_filter: ItemFilter
+    ) -> list[ItemResult] | None:
+        """Items like ``item_id``; None when the item is unknown."""
+        found = await self.index.retrieve(tenant, [item_id], with_vectors=True)
+        if not found or not found[0].vector:
+            return None
+        source = found[0]
+        vector = source.vector
+        assert vector is not None  # retrieved with vectors
+        item_filter = replace(
+            item_filter, exclude_item_ids={*item_filter.exclude_item_ids, item_id}
+        )
+        hits = await self.index.search(vector, item_filter, limit * 3)
+        known = {h.item.item_id: h.item for h in hits}
+        content = {h.item.item_id: max(h.score, 0.0) for h in hits}
+        co = dict((await self.reader.cooccurring(tenant, [item_id], limit * 3))[item_id])
+        for item in await self.index.retrieve(
+            tenant, [i for i in co if i not in known], with_vectors=True
+        ):
+            if item_filter.matches(item) and item.vector:
+                known[item.item_id] = item
+                content[item.item_id] = max(cosine(vector, item.vector), 0.0)
+        title = _title(source, item_id)
+        blended = blend(
+            {
+                "content": content,
+                "cooccurrence": scaled({i: s for i, s in co.items() if i in known}),
+            },
+            {"content": 1.0, "cooccurrence": self.config.similar_cooccurrence_weight},
+            {
+                "content": dict.fromkeys(content, f"similar in content to {title}"),
+                "cooccurrence": dict.fromkeys(
+                    co, f"engaged with by people who engaged with {title}"
+                ),
+            },
+        )[:limit]
+        return [_result(known[b.item_id], b) for b in blended]
+
+    # -- profile -----------------------------------------------------------------------
+
+    async def profile(self, tenant: str, user_id: str) -> tuple[UserModel, dict[str, str]] | None:
+        """The user's model and the titles of their recent items; None for an unknown user."""
+        model = await self.reader.user(tenant, user_id, recent_limit=self.config.recent_items_limit)
+        if not model.has_history:
+            return None
+        items = await self.index.retrieve(tenant, [i.item_id for i in model.recent])
+        return model, {
+            i.item_id: str(i.payload.get("title")) for i in items if i.payload.get("title")
+        }
+
+
+__all__ = ["QueryConfig", "QueryEngine", "Reason"]

@@ -1,0 +1,57 @@
+"""The query API's HTTP layer: filter parsing and the error shape (engine not needed)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from services.common.http import ApiError, create_http_app
+from services.common.settings import Settings
+from services.common.vectorindex import NumericRange
+from services.query.app import parse_filters, query_router
+
+
+def test_get_filters_parse_into_an_item_filter() -> None:
+    item_filter = parse_filters(
+        "acme", ["drama", "war"], ["lang=en", "year>=1990", "year<=2000", "color=true", "n=3"]
+    )
+    assert item_filter.tenant == "acme"
+    assert list(item_filter.tags_any) == ["drama", "war"]
+    assert item_filter.metadata_equals == {"lang": "en", "color": True, "n": 3}
+    assert item_filter.metadata_ranges == {"year": NumericRange(gte=1990, lte=2000)}
+
+
+@pytest.mark.parametrize("condition", ["year>=soon", "no-operator", "=x", "k<3"])
+def test_bad_filters_are_refused_naming_the_parameter(condition: str) -> None:
+    with pytest.raises(ApiError) as raised:
+        parse_filters("acme", [], [condition])
+    assert raised.value.status == 422
+    assert raised.value.details[0].field == "filter"
+
+
+def client(*, with_engine: bool) -> httpx.AsyncClient:
+    app = create_http_app(
+        service="query", title="t", description="d", settings=Settings(), routers=[query_router()]
+    )
+    if with_engine:
+        app.state.query_engine = object()  # never reached: every request below is refused first
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query")
+
+
+async def test_errors_have_the_one_shape() -> None:
+    async with client(with_engine=True) as api:
+        bad_filter = await api.get("/v1/trending", params={"filter": "year>=soon"})
+        bad_limit = await api.get("/v1/trending", params={"limit": 0})
+        bad_body = await api.post("/v1/search", json={"limit": 5})
+        no_route = await api.get("/v1/nothing")
+    async with client(with_engine=False) as api:
+        no_engine = await api.get("/v1/trending")
+
+    assert bad_filter.status_code == 422
+    assert bad_filter.json()["error"]["code"] == "validation_error"
+    assert bad_limit.json()["error"]["details"][0]["field"] == "limit"
+    assert bad_body.json()["error"]["details"][0]["field"] == "query"
+    assert no_engine.status_code == 503
+    assert no_engine.json()["error"]["code"] == "unavailable"
+    assert no_route.status_code == 404
+    assert no_route.json()["error"]["code"] == "not_found"
