@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -44,53 +43,66 @@ def _configure_logging(level: str) -> None:
     )
 
 
-async def _wait_for_shutdown_signal() -> None:
-    """Return on Ctrl-C (SIGINT) or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-
-
 @app.command()
 def dev(
+    port: Annotated[int, typer.Option(help="HTTP port of the ingest + query API.")] = 8000,
+    movielens: Annotated[
+        Path | None,
+        typer.Option(
+            help="Load a MovieLens folder (movies.csv, ratings.csv, tags.csv) instead of the "
+            "demo data, e.g. ../shared/data/ml-latest-small.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(help="Keep the stack's data here (default: a temporary folder)."),
     ] = None,
 ) -> None:
-    """Run the embedded stack (broker, Redis, Qdrant Edge) until Ctrl-C."""
-    from services.common.embedded import EmbeddedStack, StackError
+    """Run everything on the embedded stack: broker, Redis, Qdrant Edge and the four
+    services in one process, with a data set loaded, until Ctrl-C."""
+    from services.common.dev import run_dev
+    from services.common.embedded import StackError
 
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
 
-    async def run(folder: Path) -> None:
-        async with EmbeddedStack(folder) as stack:
-            console.print("[bold green]Attune embedded stack is up[/bold green]")
-            console.print(f"  Kafka bootstrap   {stack.kafka_bootstrap}")
-            console.print(f"  Redis             {stack.redis_url}")
-            console.print(f"  Qdrant Edge path  {stack.vector_index_path}")
-            console.print(f"  Logs              {stack.log_dir}")
-            console.print("Press Ctrl-C to stop.")
-            await _wait_for_shutdown_signal()
-            console.print("stopping...")
+    def run(folder: Path) -> None:
+        asyncio.run(
+            run_dev(settings, data_dir=folder, port=port, movielens=movielens, console=console)
+        )
 
     try:
         if data_dir is not None:
-            asyncio.run(run(data_dir))
+            run(data_dir)
         else:
             with tempfile.TemporaryDirectory(prefix="attune-dev-") as folder:
-                asyncio.run(run(Path(folder)))
+                run(Path(folder))
     except StackError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
     console.print("stopped.")
+
+
+@app.command("run")
+def run_service(
+    service: Annotated[
+        str, typer.Argument(help="ingest | embedder | usermodel | query", show_default=False)
+    ],
+) -> None:
+    """Run one service alone, configured by ATTUNE_* variables, until SIGINT/SIGTERM.
+    HTTP services serve their API on ATTUNE_HTTP_PORT; consumers serve /healthz,
+    /readyz and /metrics there."""
+    from services.common import runner
+
+    if service not in runner.SERVICES:
+        names = ", ".join(runner.SERVICES)
+        console.print(f"[red]unknown service {service!r}: one of {names}[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    asyncio.run(runner.run_service(service, settings))
 
 
 @model_app.command("fetch")

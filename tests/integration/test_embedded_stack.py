@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -139,37 +138,3 @@ def test_a_killed_owner_leaves_no_stack_process_behind(tmp_path: Path) -> None:
         assert not any(_alive(pid) for pid in pids)
     finally:
         owner.kill()
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_attune_dev_stops_cleanly_on_ctrl_c_and_sigterm(tmp_path: Path, signum: int) -> None:
-    attune = Path(sys.executable).with_name("attune")
-    process = subprocess.Popen(
-        [str(attune), "dev", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if "Press Ctrl-C" in line:
-                break
-        else:
-            pytest.fail("attune dev did not come up:\n" + "".join(lines))
-        children = _children(process.pid)
-        assert len(children) == 2
-        process.send_signal(signum)
-        assert process.wait(20) == 0
-        assert not any(_alive(pid) for pid in children)
-    finally:
-        process.kill()
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
-    )
-    return [int(line) for line in out.stdout.split()]

@@ -1,0 +1,166 @@
+"""End to end on the real embedded stack: content and events posted over HTTP flow
+through Kafka, the embedder (real model, Qdrant Edge) and the user model (Redis),
+and the query API reflects them. Waits poll with a deadline; no fixed sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common.embedded import EmbeddedStack, free_port
+from services.common.runner import (
+    SERVICES,
+    build_http_app,
+    include_consumers,
+    open_dependencies,
+    serve_http,
+)
+
+pytestmark = pytest.mark.integration
+
+ITEMS = [  # item_id, title, description, tags
+    ("apollo", "Apollo's Long Shadow",
+     "The astronauts who flew to the Moon and came back changed.", ["space", "history"]),
+    ("mars", "Red Planet Diaries",
+     "A crew spends a year in a habitat on Mars.", ["space", "science-fiction"]),
+    ("orbit", "Orbital Mechanics for Everyone",
+     "How rockets reach orbit and dock with stations.", ["space", "science"]),
+    ("bread", "Sourdough at Home",
+     "Baking a crusty loaf with a wild yeast starter.", ["cooking", "baking"]),
+    ("pasta", "Fresh Pasta by Hand",
+     "Flour, eggs and a rolling pin: tagliatelle from scratch.", ["cooking", "italian"]),
+    ("soup", "Winter Soups",
+     "Slow-cooked bean and vegetable soups for cold evenings.", ["cooking", "vegetarian"]),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def api(stack: EmbeddedStack, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """All four services in one process (as `attune dev` runs them), on a real port."""
+    settings = stack.settings().model_copy(
+        update={
+            "kafka_group_prefix": f"e2e-{uuid.uuid4().hex[:8]}",
+            "vector_index_path": tmp_path / "vectors",
+            "redis_namespace": f"e2e-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    port = free_port()
+    async with open_dependencies(settings, redis=True, model=True) as deps:
+        include_consumers(deps, SERVICES)
+        app = build_http_app(deps, SERVICES, "attune")
+        await deps.broker.start()
+        try:
+            async with (
+                serve_http(app, "127.0.0.1", port),
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+            ):
+                yield client
+        finally:
+            await deps.broker.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str, within: float = 60) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_posted_content_and_events_reach_every_query(api: httpx.AsyncClient) -> None:
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    headers = {"X-Attune-Tenant": tenant}
+    content = {
+        "items": [
+            {"item_id": i, "title": t, "description": d, "tags": tags,
+             "metadata": {"year": 2000 + n}}
+            for n, (i, t, d, tags) in enumerate(ITEMS)
+        ]
+    }  # fmt: skip
+    response = await api.post("/v1/content", json=content, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == len(ITEMS)
+
+    events = [
+        ("ann", "like", "apollo"), ("ann", "view", "mars"),
+        ("bob", "like", "apollo"), ("bob", "like", "orbit"), ("bob", "purchase", "bread"),
+        ("cy", "like", "bread"), ("cy", "like", "pasta"),
+    ]  # fmt: skip
+    body = {
+        "events": [
+            {"event": name, "userId": user, "messageId": f"{tenant}-{n}",
+             "timestamp": f"2024-05-01T12:{n:02d}:00Z",
+             "properties": {"item_id": item, "tags": dict((i, t) for i, _, _, t in ITEMS)[item]}}
+            for n, (user, name, item) in enumerate(events)
+        ]
+    }  # fmt: skip
+    response = await api.post("/v1/events", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+
+    async def searchable() -> list[dict[str, Any]]:
+        found = await api.post(
+            "/v1/search", json={"query": "astronauts travelling to the moon", "limit": 3},
+            headers=headers,
+        )  # fmt: skip
+        items: list[dict[str, Any]] = found.json()["items"]
+        return items if len(items) == 3 else []
+
+    hits = await eventually(searchable, "search finds the posted content")
+    assert hits[0]["item_id"] == "apollo"
+    assert hits[0]["reasons"][0]["signal"] == "query"
+
+    async def profile() -> dict[str, Any] | None:
+        found = await api.get("/v1/users/ann", headers=headers)
+        return found.json() if found.status_code == 200 else None
+
+    ann = await eventually(profile, "ann's profile reflects her events")
+    assert ann["events"] == 2
+    assert {r["item_id"] for r in ann["recent"]} == {"apollo", "mars"}
+    assert ann["tag_affinity"][0]["tag"] == "space"
+    assert ann["recent"][0]["title"] == "Red Planet Diaries"
+
+    async def recommended() -> dict[str, Any] | None:
+        found = (await api.get("/v1/users/ann/recommendations?limit=3", headers=headers)).json()
+        co = [i for i in found["items"] if any(r["signal"] == "cooccurrence" for r in i["reasons"])]
+        return found if co else None
+
+    recs = await eventually(recommended, "ann's recommendations use co-occurrence")
+    assert recs["strategy"] == "personalized"
+    ids = [i["item_id"] for i in recs["items"]]
+    assert not {"apollo", "mars"} & set(ids)  # seen items are left out
+    assert ids[0] == "orbit"  # liked by bob, who also liked apollo; and about space
+    assert all(item["reasons"] for item in recs["items"])
+
+    similar = (await api.get("/v1/items/pasta/similar?limit=2", headers=headers)).json()
+    assert {i["item_id"] for i in similar["items"]} <= {"bread", "soup"}
+    bread = similar["items"][0]
+    assert bread["item_id"] == "bread"  # similar in content, and liked by cy with pasta
+    assert {r["signal"] for r in bread["reasons"]} == {"content", "cooccurrence"}
+    assert all("'Fresh Pasta by Hand'" in r["detail"] for r in bread["reasons"])
+
+    filtered = await api.get(
+        "/v1/users/ann/recommendations", params={"tags": "cooking", "filter": "year>=2004"},
+        headers=headers,
+    )  # fmt: skip
+    assert {i["item_id"] for i in filtered.json()["items"]} <= {"pasta", "soup"}
+
+    cold = (await api.get("/v1/users/nobody/recommendations", headers=headers)).json()
+    assert cold["strategy"] == "trending"
+    assert cold["items"][0]["item_id"] == "bread"  # a purchase (5) and a like (3)
+
+    other = (await api.get("/v1/trending", headers={"X-Attune-Tenant": "someone-else"})).json()
+    assert other["items"] == []  # another tenant sees nothing of this one
+
+    unknown = await api.get("/v1/items/nope/similar", headers=headers)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "item_not_found"
