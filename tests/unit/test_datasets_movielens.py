@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import pytest
 
 from schemas import BehaviourEvent
 from services.common.datasets import (
-    default_movielens_folder,
     movielens_events,
     movielens_items,
     movielens_ratings,
@@ -132,27 +130,3 @@ def test_limit_takes_the_oldest_ratings(folder: Path) -> None:
     assert [e.message_id for e in events] == ["ml-1-11-964981247", "ml-2-1-964981247"]
     assert {e.tenant for e in events} == {"t2"}
     assert len(movielens_ratings(folder, limit=3)) == 3
-
-
-REAL = default_movielens_folder()
-
-
-@pytest.mark.skipif(not (REAL / "ratings.csv").exists(), reason=f"{REAL} is not here")
-def test_the_real_latest_small_data_set() -> None:
-    started = time.perf_counter()
-    items = movielens_items(REAL)
-    count = 0
-    previous = datetime.min.replace(tzinfo=UTC)
-    ids = {item.item_id for item in items}
-    for event in movielens_events(REAL):
-        assert event.timestamp >= previous
-        assert event.properties.item_id in ids
-        previous = event.timestamp
-        count += 1
-    elapsed = time.perf_counter() - started
-
-    assert len(items) == 9_742
-    assert len(ids) == 9_742
-    assert count == 100_836
-    print(f"parsed 9,742 items and 100,836 events in {elapsed:.2f} s")
-    assert elapsed < 30  # ~1 s on two cores; only a gross regression fails
