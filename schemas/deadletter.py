@@ -31,7 +31,13 @@ class DeadLetterRecord(BaseModel):
     partition: int = Field(ge=0, description="Its partition.")
     offset: int = Field(ge=0, description="Its offset in that partition.")
     key: bytes | None = Field(default=None, description="The original key, base64.")
-    value: bytes = Field(description="The original value bytes, base64.")
+    value: bytes = Field(
+        description="The original value bytes, base64; only the first 256 KiB of a larger "
+        "value (see value_size), so that the record itself fits the broker."
+    )
+    value_size: int | None = Field(
+        default=None, ge=0, description="Size of the original value in bytes."
+    )
     reason: DeadLetterReason = Field(description="Machine-readable cause.")
     error: str = Field(description="Human-readable explanation, naming the bad field if any.")
     consumer: str = Field(description="Consumer group that rejected it.")

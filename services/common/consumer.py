@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -28,6 +28,7 @@ from tenacity import (
 
 from schemas.deadletter import DeadLetterReason, DeadLetterRecord
 from schemas.topics import DEAD_LETTER
+from services.common.offsets import partition_id
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class Envelope(Generic[T]):
     key: bytes | None
     timestamp_ms: int
     headers: tuple[tuple[str, bytes], ...] = ()
+    epoch: int = 0  # the partition's epoch (see services/common/offsets.py)
+
+    @property
+    def partition_id(self) -> str:
+        return partition_id(self.partition, self.epoch)
 
 
 @dataclass
@@ -110,15 +116,20 @@ def describe_validation_error(error: ValidationError) -> str:
     )
 
 
+MAX_DEAD_LETTER_VALUE = 256 * 1024
+
+
 def _dead_letter(
     record: RawRecord, consumer: str, reason: DeadLetterReason, error: str
 ) -> DeadLetterRecord:
+    value = record.value or b""
     return DeadLetterRecord(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
         key=record.key,
-        value=record.value or b"",
+        value=value[:MAX_DEAD_LETTER_VALUE],
+        value_size=len(value),
         reason=reason,
         error=error,
         consumer=consumer,
@@ -126,9 +137,15 @@ def _dead_letter(
 
 
 def decode_batch(
-    records: Sequence[RawRecord], adapter: TypeAdapter[T], *, consumer: str, max_bytes: int
+    records: Sequence[RawRecord],
+    adapter: TypeAdapter[T],
+    *,
+    consumer: str,
+    max_bytes: int,
+    epochs: Mapping[int, int] | None = None,
 ) -> DecodedBatch[T]:
     """Split raw records into valid messages and dead-letter records with the reason."""
+    epochs = epochs or {}
     batch: DecodedBatch[T] = DecodedBatch()
     for record in records:
         value = record.value or b""
@@ -164,6 +181,7 @@ def decode_batch(
                 key=record.key,
                 timestamp_ms=record.timestamp,
                 headers=tuple(record.headers or ()),
+                epoch=epochs.get(record.partition, 0),
             )
         )
     return batch

@@ -152,7 +152,7 @@ class EmbeddedStack:
         self.start_timeout = start_timeout
         self.kafka_port = 0
         self.redis_port = 0
-        self._processes: list[ManagedProcess] = []
+        self._processes: dict[str, ManagedProcess] = {}
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -169,7 +169,7 @@ class EmbeddedStack:
     @property
     def pids(self) -> list[int]:
         """Process ids of the stack's running children (broker, Redis)."""
-        return [p.process.pid for p in self._processes]
+        return [p.process.pid for p in self._processes.values() if not p.exited()]
 
     @property
     def log_dir(self) -> Path:
@@ -180,6 +180,7 @@ class EmbeddedStack:
             "kafka_bootstrap_servers": self.kafka_bootstrap,
             "kafka_enable_idempotence": False,  # Tansu rejects InitProducerId
             "kafka_session_timeout_ms": 6_000,  # a group join takes half of it on Tansu
+            "kafka_log_may_reset": True,  # Tansu keeps its log in memory
             "redis_url": SecretStr(self.redis_url),
             "vector_index": "edge",
             "vector_index_path": self.vector_index_path,
@@ -191,43 +192,34 @@ class EmbeddedStack:
         return base.model_copy(update=self.settings_overrides())
 
     async def start(self) -> Self:
-        deadline = time.monotonic() + self.start_timeout
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.kafka_port, self.redis_port = free_port(), free_port()
         try:
-            broker = self._start_broker()
-            redis = self._start_redis()
-            await _wait_for_port(broker, self.kafka_port, deadline)
-            await _wait_for_port(redis, self.redis_port, deadline)
-            await self._create_topics(deadline)
+            await asyncio.gather(self.start_broker(), self.start_redis())
         except BaseException:
             self.stop()
             raise
         log.info("embedded stack up: kafka %s, redis %s", self.kafka_bootstrap, self.redis_url)
         return self
 
-    def _start_broker(self) -> ManagedProcess:
-        self.kafka_port = free_port()
+    async def start_broker(self) -> None:
+        """Start the broker on the stack's port and create the topics. The broker keeps
+        its data in memory: after a restart the topics are new and empty."""
+        deadline = time.monotonic() + self.start_timeout
         url = f"tcp://127.0.0.1:{self.kafka_port}"
         # Tansu reads OTEL_EXPORTER_OTLP_ENDPOINT and would export its own traces.
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        process = ManagedProcess.start(
-            "broker (tansu)",
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-            ],
-            self.log_dir / "tansu.log",
-            env,
-        )
-        self._processes.append(process)
-        return process
+        argv = [str(tansu_binary()), "broker", "--listener-url", url,
+                "--advertised-listener-url", url]  # fmt: skip
+        process = ManagedProcess.start("broker (tansu)", argv, self.log_dir / "tansu.log", env)
+        self._processes["broker"] = process
+        await _wait_for_port(process, self.kafka_port, deadline)
+        await self._create_topics(deadline)
 
-    def _start_redis(self) -> ManagedProcess:
-        self.redis_port = free_port()
+    async def start_redis(self) -> None:
+        """Start Redis on the stack's port. It keeps an append-only file in the data
+        folder, so a restart finds the state it had."""
+        deadline = time.monotonic() + self.start_timeout
         redis_dir = self.data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -235,13 +227,19 @@ class EmbeddedStack:
             "--port", str(self.redis_port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
             "--dir", str(redis_dir),
             "--daemonize", "no",
         ]  # fmt: skip
         process = ManagedProcess.start("redis-server", argv, self.log_dir / "redis.log")
-        self._processes.append(process)
-        return process
+        self._processes["redis"] = process
+        await _wait_for_port(process, self.redis_port, deadline)
+
+    def stop_component(self, name: str) -> None:
+        """Stop ``broker`` or ``redis`` (to test outages); ``start_<name>()`` brings it back."""
+        process = self._processes.pop(name)
+        process.stop()
 
     async def _create_topics(self, deadline: float) -> None:
         settings = self.settings(Settings(kafka_bootstrap_servers=self.kafka_bootstrap))
@@ -256,9 +254,8 @@ class EmbeddedStack:
                 await asyncio.sleep(0.2)
 
     def stop(self) -> None:
-        for process in reversed(self._processes):
-            process.stop()
-        self._processes.clear()
+        for name in list(reversed(self._processes)):
+            self._processes.pop(name).stop()
 
     async def __aenter__(self) -> Self:
         return await self.start()

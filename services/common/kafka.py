@@ -57,6 +57,7 @@ def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
         request_timeout_ms=max(40_000, settings.kafka_session_timeout_ms),
+        graceful_timeout=settings.shutdown_timeout_s,
         log_level=logging.DEBUG,  # FastStream logs every message at this level
         **options,
     )

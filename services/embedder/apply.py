@@ -6,19 +6,23 @@ raw records and hands the valid messages here.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from schemas.content import ContentTombstone, ContentUpsert
 from services.common.consumer import Envelope, retry_through_outage
 from services.common.embedding import Vectors
+from services.common.offsets import Watermark
 from services.common.vectorindex import ItemDeletion, ItemPoint, ItemWrite, VectorIndex
 
 ContentEnvelope = Envelope[ContentUpsert | ContentTombstone]
+T = TypeVar("T")
 
 DESCRIPTION_CHARS = 300
+TEXT_SHA256 = "text_sha256"
 
 
 class DocumentEmbedder(Protocol):
@@ -87,6 +91,9 @@ def item_point(message: ContentUpsert, vector: Sequence[float]) -> ItemPoint:
             "title": message.title,
             "updated_at": message.updated_at.isoformat(),
             "description": short_description(message.description),
+            # What the vector encodes: lets a digest compare two collections without
+            # comparing floats that vary in their last bits with the batch they came in.
+            TEXT_SHA256: hashlib.sha256(message.text_to_embed().encode()).hexdigest(),
         },
     )
 
@@ -124,19 +131,42 @@ def is_transient_index_error(error: BaseException) -> bool:
     return False
 
 
-async def write_to_index(index: VectorIndex, writes: Sequence[ItemWrite]) -> None:
-    """``index.apply(writes)``, retried with backoff for as long as the index is
+async def with_index_retries(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run an index operation, retried with backoff for as long as the index is
     unreachable; any other error propagates (the batch is not committed)."""
 
-    async def attempt() -> None:
+    async def attempt() -> T:
         try:
-            await index.apply(writes)
+            return await operation()
         except Exception as error:
             if is_transient_index_error(error):
                 raise IndexUnavailable(f"{type(error).__name__}: {error}") from error
             raise
 
-    await retry_through_outage(attempt, (IndexUnavailable,))
+    return await retry_through_outage(attempt, (IndexUnavailable,))
+
+
+async def write_to_index(index: VectorIndex, writes: Sequence[ItemWrite]) -> None:
+    await with_index_retries(lambda: index.apply(writes))
+
+
+class IndexWatermarks:
+    """The content partitions' watermarks, kept in the vector collection itself (a meta
+    record beside the items), so they switch with it when a replay moves the alias."""
+
+    def __init__(self, index: VectorIndex, topic: str) -> None:
+        self.index = index
+        self.key = f"watermarks/{topic}"
+
+    async def load_watermarks(self) -> dict[int, Watermark]:
+        stored = await with_index_retries(lambda: self.index.read_meta(self.key)) or {}
+        return {int(p): Watermark.from_dict(mark) for p, mark in stored.items()}
+
+    async def save_watermarks(self, marks: Mapping[int, Watermark]) -> None:
+        current = await self.load_watermarks()
+        current.update(marks)
+        value = {str(p): mark.as_dict() for p, mark in current.items()}
+        await with_index_retries(lambda: self.index.write_meta(self.key, value))
 
 
 async def apply_content(
@@ -185,6 +215,7 @@ __all__ = [
     "ContentEnvelope",
     "DocumentEmbedder",
     "IndexUnavailable",
+    "IndexWatermarks",
     "apply_content",
     "is_transient_index_error",
     "item_deletion",

@@ -27,9 +27,10 @@ from services.common.consumer import (
     raw_records,
 )
 from services.common.metrics import BATCH_SECONDS, count_batch
+from services.common.offsets import PartitionTracker, SeekableConsumer
 from services.common.settings import Settings
 from services.common.vectorindex import VectorIndex
-from services.embedder.apply import ApplyStats, DocumentEmbedder, apply_content
+from services.embedder.apply import ApplyStats, DocumentEmbedder, IndexWatermarks, apply_content
 from services.embedder.metrics import DOCS_EMBEDDED, EMBED_SECONDS, ITEMS_APPLIED
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,24 @@ class ContentConsumer:
     def group_id(self) -> str:
         return consumer_group(self.settings)
 
-    async def handle(self, records: Sequence[RawRecord], broker: KafkaBroker) -> ApplyStats:
-        """Decode, dead-letter the malformed records, apply the rest to the index."""
+    def __post_init__(self) -> None:
+        self.tracker = PartitionTracker(
+            CONTENT.name, log_may_reset=self.settings.kafka_log_may_reset
+        )
+        self.watermarks = IndexWatermarks(self.index, CONTENT.name)
+
+    async def handle(
+        self,
+        records: Sequence[RawRecord],
+        broker: KafkaBroker,
+        consumer: SeekableConsumer | None = None,
+    ) -> ApplyStats:
+        """Skip what the index already reflects, decode, dead-letter the malformed
+        records, apply the rest, then record the offsets applied."""
         started = time.perf_counter()
+        plan = await self.tracker.plan(records, self.watermarks, consumer)
         batch = decode_batch(
-            records,
+            plan.apply,  # type: ignore[arg-type]
             _CONTENT_ADAPTER,
             consumer=self.group_id,
             max_bytes=self.settings.max_message_bytes,
@@ -69,6 +83,7 @@ class ContentConsumer:
         await publish_dead_letters(broker, batch.rejected)
 
         stats = await apply_content(batch.accepted, self.embedder, self.index)
+        await self.watermarks.save_watermarks(plan.marks)
 
         DOCS_EMBEDDED.inc(stats.embedded)
         ITEMS_APPLIED.labels("upserted").inc(stats.upserted)
@@ -98,7 +113,7 @@ def _router_for(consumer: ContentConsumer) -> KafkaRouter:
         description="Embeds content upserts into the vector index; applies tombstones.",
     )
     async def on_content(message: KafkaMessage, broker: KafkaBroker) -> None:
-        await consumer.handle(raw_records(message), broker)
+        await consumer.handle(raw_records(message), broker, message.consumer)
 
     return router
 

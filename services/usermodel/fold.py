@@ -8,8 +8,8 @@ Per batch, three round trips:
    applied for their partition);
 3. the applied outboxes are cleared.
 A crash between any two steps is repaired by the redelivery: step 1 skips, returns
-the outbox again, step 2 skips what it already applied. Each script touches one
-Redis Cluster slot.
+the outbox again, step 2 skips what it already applied (it keeps, per user and
+partition, the last offset applied). Each script touches one Redis Cluster slot.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def fold_input(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> dict[s
     name = event_name(event)
     rating = event.properties.rating
     return {
-        "p": envelope.partition,
+        "p": envelope.partition_id,
         "o": envelope.offset,
         "id": event.message_id,
         "t": int(event.timestamp.timestamp() * 1000),
@@ -138,18 +138,19 @@ class FoldStats:
 
 
 class UserModelFolder:
-    """Applies batches of decoded events to Redis."""
+    """Applies batches of decoded events to the Redis namespace ``keys`` names."""
 
-    def __init__(self, redis: Redis, keys: UserModelKeys, config: FoldConfig) -> None:
+    def __init__(self, redis: Redis, config: FoldConfig) -> None:
         self.redis = redis
-        self.keys = keys
         self.config = config
         self._fold_user = redis.register_script(_script("fold_user.lua"))
         self._fold_tenant = redis.register_script(_script("fold_tenant.lua"))
 
-    async def fold(self, envelopes: Sequence[Envelope[BehaviourEvent]]) -> FoldStats:
+    async def fold(
+        self, envelopes: Sequence[Envelope[BehaviourEvent]], keys: UserModelKeys
+    ) -> FoldStats:
         by_user: dict[tuple[str, str], list[Envelope[BehaviourEvent]]] = defaultdict(list)
-        for envelope in sorted(envelopes, key=lambda e: (e.partition, e.offset)):
+        for envelope in sorted(envelopes, key=lambda e: (e.partition_id, e.offset)):
             by_user[(envelope.message.tenant, envelope.message.user_key)].append(envelope)
         if not by_user:
             return FoldStats()
@@ -159,7 +160,7 @@ class UserModelFolder:
         for (tenant, user), events in by_user.items():
             payload = json.dumps([fold_input(e, self.config) for e in events])
             await self._fold_user(
-                keys=self.keys.user(tenant, user).for_fold(),
+                keys=keys.user(tenant, user).for_fold(),
                 args=[user_config, payload],
                 client=pipe,
             )
@@ -170,24 +171,28 @@ class UserModelFolder:
         for (tenant, user), outbox in zip(by_user, outboxes, strict=True):
             if outbox:
                 users_with_updates.append((tenant, user))
-                updates[tenant].extend(json.loads(entry) for entry in outbox)
+                updates[tenant].extend({**json.loads(entry), "u": user} for entry in outbox)
 
         applied = 0
         if updates:
             pipe = self.redis.pipeline(transaction=False)
             for tenant, tenant_updates in updates.items():
-                await self._apply_tenant_updates(pipe, tenant, tenant_updates)
+                await self._apply_tenant_updates(pipe, keys, tenant, tenant_updates)
             applied = sum(await pipe.execute())
             pipe = self.redis.pipeline(transaction=False)
             for tenant, user in users_with_updates:
-                pipe.delete(self.keys.user(tenant, user).outbox)
+                pipe.delete(keys.user(tenant, user).outbox)
             await pipe.execute()
         return FoldStats(events=len(envelopes), users=len(by_user), tenant_updates=applied)
 
     async def _apply_tenant_updates(
-        self, pipe: Any, tenant: str, tenant_updates: list[dict[str, Any]]
+        self,
+        pipe: Any,
+        namespace: UserModelKeys,
+        tenant: str,
+        tenant_updates: list[dict[str, Any]],
     ) -> None:
-        keys = self.keys.tenant(tenant)
+        keys = namespace.tenant(tenant)
         tenant_updates.sort(key=lambda u: (u["p"], u["o"]))
         co_items: dict[str, int] = {}
         for update in tenant_updates:

@@ -12,11 +12,17 @@ The namespace prefix lets a replay build a fresh copy beside the live one.
     {ns}:u:{tenant/user}:events     hash   event name -> count
     {ns}:u:{tenant/user}:seen       zset   recent messageIds (deduplication window)
     {ns}:u:{tenant/user}:outbox     list   tenant updates not yet applied
-    {ns}:t:{tenant}:applied         hash   partition -> last offset applied
+    {ns}:t:{tenant}:applied         hash   "user|partition" -> last offset applied
     {ns}:t:{tenant}:trending        zset   item -> forward-decayed popularity
     {ns}:t:{tenant}:meta            hash   trending_landmark_ms
     {ns}:t:{tenant}:popular         zset   item -> all-time positive strength
     {ns}:t:{tenant}:co:<item>       zset   other item -> times engaged together
+    {ns}:watermarks                 hash   partition -> last offset applied (all users)
+
+Tenant-level aggregates share the tenant's slot (not one slot per item) so that one
+script applies a batch's updates atomically: per-item slots would cost a script call
+per item touched, several per event. A tenant's aggregates then live on one node;
+the per-user state, the bulk of the memory, spreads over the cluster.
 """
 
 from __future__ import annotations
@@ -79,6 +85,10 @@ class UserModelKeys:
             popular=base + "popular",
             co_prefix=base + "co:",
         )
+
+    @property
+    def watermarks(self) -> str:
+        return f"{self.namespace}:watermarks"
 
     def pattern(self) -> str:
         """Every key of this namespace (for SCAN)."""

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from services.usermodel.fold import FoldConfig
 from services.usermodel.keys import UserModelKeys
+from services.usermodel.namespace import Namespaces
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,12 @@ def _text(value: bytes | str) -> str:
 
 
 class UserModelReader:
+    """Reads the live namespace (``keys.namespace`` is the logical name; a replay may
+    have switched the pointer to another physical namespace)."""
+
     def __init__(self, redis: Redis, keys: UserModelKeys, config: FoldConfig) -> None:
         self.redis = redis
-        self.keys = keys
+        self.namespaces = Namespaces(redis, keys.namespace)
         self.config = config
 
     async def user(
@@ -60,7 +64,7 @@ class UserModelReader:
     ) -> UserModel:
         """The user's model (empty, not an error, for a user never seen)."""
         now = now or datetime.now(UTC)
-        keys = self.keys.user(tenant, user_id)
+        keys = (await self.namespaces.active_keys()).user(tenant, user_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.state)
         pipe.zrevrange(keys.recent, 0, recent_limit - 1, withscores=True)
@@ -108,7 +112,7 @@ class UserModelReader:
         self, tenant: str, limit: int, *, now: datetime | None = None
     ) -> list[tuple[str, float]]:
         """Items by time-decayed popularity, scores as of ``now``."""
-        keys = self.keys.tenant(tenant)
+        keys = (await self.namespaces.active_keys()).tenant(tenant)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrevrange(keys.trending, 0, limit - 1, withscores=True)
         pipe.hget(keys.meta, "trending_landmark_ms")
@@ -122,9 +126,8 @@ class UserModelReader:
 
     async def popular(self, tenant: str, limit: int) -> list[tuple[str, float]]:
         """Items by all-time positive strength."""
-        ranked = await self.redis.zrevrange(
-            self.keys.tenant(tenant).popular, 0, limit - 1, withscores=True
-        )
+        keys = (await self.namespaces.active_keys()).tenant(tenant)
+        ranked = await self.redis.zrevrange(keys.popular, 0, limit - 1, withscores=True)
         return [(_text(item), float(score)) for item, score in ranked]  # type: ignore[str-unpack,arg-type]
 
     async def cooccurring(
@@ -133,7 +136,7 @@ class UserModelReader:
         """For each item, the items most often engaged with by the same users."""
         if not item_ids:
             return {}
-        keys = self.keys.tenant(tenant)
+        keys = (await self.namespaces.active_keys()).tenant(tenant)
         pipe = self.redis.pipeline(transaction=False)
         for item_id in item_ids:
             pipe.zrevrange(keys.co(item_id), 0, limit - 1, withscores=True)

@@ -1,5 +1,6 @@
-"""The user-model consumer: events topic -> Redis. A thin handler: decode, dead-letter
-what is malformed, fold the rest (retrying through a Redis outage), then commit."""
+"""The user-model consumer: events topic -> Redis. A thin handler: check the batch
+against the offsets the live namespace has applied, dead-letter what is malformed,
+fold the rest (retrying through a Redis outage), record the offsets, then commit."""
 
 from __future__ import annotations
 
@@ -21,22 +22,30 @@ from services.common.consumer import (
     retry_through_outage,
 )
 from services.common.metrics import BATCH_SECONDS, count_batch
+from services.common.offsets import PartitionTracker
 from services.common.redis import REDIS_OUTAGE_ERRORS
 from services.common.settings import Settings
 from services.usermodel.fold import FoldConfig, UserModelFolder
-from services.usermodel.keys import UserModelKeys
+from services.usermodel.namespace import Namespaces, RedisWatermarks
 
 EVENTS_FOLDED = Counter("attune_usermodel_events", "Behaviour events folded into Redis.")
+EVENTS_SKIPPED = Counter(
+    "attune_usermodel_redelivered", "Events skipped because their offset was already applied."
+)
 
-_EVENT = TypeAdapter(BehaviourEvent)
+EVENT_ADAPTER = TypeAdapter(BehaviourEvent)
+
+
+def consumer_group(settings: Settings) -> str:
+    return f"{settings.kafka_group_prefix}-usermodel"
 
 
 def events_router(settings: Settings, redis: Redis) -> KafkaRouter:
     """The events subscriber, ready for ``broker.include_router``."""
-    group = f"{settings.kafka_group_prefix}-usermodel"
-    folder = UserModelFolder(
-        redis, UserModelKeys(settings.redis_namespace), FoldConfig.from_settings(settings)
-    )
+    group = consumer_group(settings)
+    folder = UserModelFolder(redis, FoldConfig.from_settings(settings))
+    namespaces = Namespaces(redis, settings.redis_namespace)
+    tracker = PartitionTracker(EVENTS.name, log_may_reset=settings.kafka_log_may_reset)
     router = KafkaRouter()
 
     @batch_subscriber(
@@ -49,14 +58,27 @@ def events_router(settings: Settings, redis: Redis) -> KafkaRouter:
     async def on_events(message: KafkaMessage, broker: KafkaBroker) -> None:
         started = time.perf_counter()
         records = raw_records(message)
-        batch = decode_batch(records, _EVENT, consumer=group, max_bytes=settings.max_message_bytes)
+        keys = await retry_through_outage(namespaces.active_keys, REDIS_OUTAGE_ERRORS)
+        store = RedisWatermarks(redis, keys)
+        plan = await retry_through_outage(
+            lambda: tracker.plan(records, store, message.consumer), REDIS_OUTAGE_ERRORS
+        )
+        batch = decode_batch(
+            plan.apply,  # type: ignore[arg-type]
+            EVENT_ADAPTER,
+            consumer=group,
+            max_bytes=settings.max_message_bytes,
+            epochs={p: mark.epoch for p, mark in plan.marks.items()},
+        )
         count_batch(group, [r.topic for r in records], batch.rejected)
         await publish_dead_letters(broker, batch.rejected)
-        await retry_through_outage(lambda: folder.fold(batch.accepted), REDIS_OUTAGE_ERRORS)
+        await retry_through_outage(lambda: folder.fold(batch.accepted, keys), REDIS_OUTAGE_ERRORS)
+        await retry_through_outage(lambda: store.save_watermarks(plan.marks), REDIS_OUTAGE_ERRORS)
         BATCH_SECONDS.labels(group).observe(time.perf_counter() - started)
         EVENTS_FOLDED.inc(len(batch.accepted))
+        EVENTS_SKIPPED.inc(plan.skipped)
 
     return router
 
 
-__all__ = ["events_router"]
+__all__ = ["EVENT_ADAPTER", "consumer_group", "events_router"]

@@ -3,6 +3,7 @@ exactly-once guards."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from redis.asyncio import Redis
 from schemas.events import BehaviourEvent
 from services.common.consumer import Envelope
 from services.common.embedded import EmbeddedStack
-from services.usermodel.fold import FoldConfig, UserModelFolder
+from services.usermodel.fold import FoldConfig, UserModelFolder, fold_input
 from services.usermodel.keys import UserModelKeys
 from services.usermodel.read import UserModelReader
 
@@ -71,14 +72,15 @@ class Events:
 
 async def test_strength_counts_and_recency(redis: Redis, keys: UserModelKeys) -> None:
     ev = Events()
-    folder = UserModelFolder(redis, keys, CONFIG)
+    folder = UserModelFolder(redis, CONFIG)
     await folder.fold(
         [
             ev("ann", "view", "a", minutes=1, tags=["space"]),
             ev("ann", "like", "a", minutes=2, tags=["space"]),
             ev("ann", "view", "b", minutes=3, tags=["cooking"]),
             ev("ann", "dislike", "c", minutes=4, tags=["cooking"]),
-        ]
+        ],
+        keys,
     )
 
     model = await UserModelReader(redis, keys, CONFIG).user("acme", "ann", now=T0)
@@ -94,9 +96,9 @@ async def test_strength_counts_and_recency(redis: Redis, keys: UserModelKeys) ->
 
 async def test_tag_affinity_decays_with_its_half_life(redis: Redis, keys: UserModelKeys) -> None:
     ev = Events()
-    folder = UserModelFolder(redis, keys, CONFIG)
-    await folder.fold([ev("ann", "like", "a", tags=["jazz"])])
-    await folder.fold([ev("ann", "like", "b", minutes=24 * 60, tags=["jazz"])])  # a day later
+    folder = UserModelFolder(redis, CONFIG)
+    await folder.fold([ev("ann", "like", "a", tags=["jazz"])], keys)
+    await folder.fold([ev("ann", "like", "b", minutes=24 * 60, tags=["jazz"])], keys)  # a day later
 
     reader = UserModelReader(redis, keys, CONFIG)
     now = T0 + timedelta(days=1)
@@ -107,12 +109,13 @@ async def test_tag_affinity_decays_with_its_half_life(redis: Redis, keys: UserMo
 
 async def test_ratings_are_scored_around_the_users_mean(redis: Redis, keys: UserModelKeys) -> None:
     ev = Events()
-    await UserModelFolder(redis, keys, CONFIG).fold(
+    await UserModelFolder(redis, CONFIG).fold(
         [
             ev("ann", "rating", "a", rating=4.0),  # mean so far: prior 3.0 (count 0 -> 3.0)
             ev("ann", "rating", "b", rating=2.0),  # mean 4.0
             ev("ann", "rating", "c", rating=5.0),  # mean 3.0
-        ]
+        ],
+        keys,
     )
     model = await UserModelReader(redis, keys, CONFIG).user("acme", "ann", now=T0)
     strengths = {i.item_id: i.strength for i in model.recent}
@@ -122,8 +125,8 @@ async def test_ratings_are_scored_around_the_users_mean(redis: Redis, keys: User
 
 async def test_recent_items_are_bounded(redis: Redis, keys: UserModelKeys) -> None:
     ev = Events()
-    await UserModelFolder(redis, keys, CONFIG).fold(
-        [ev("ann", "view", f"i{n}", minutes=n) for n in range(8)]
+    await UserModelFolder(redis, CONFIG).fold(
+        [ev("ann", "view", f"i{n}", minutes=n) for n in range(8)], keys
     )
     model = await UserModelReader(redis, keys, CONFIG).user("acme", "ann", now=T0)
     assert [i.item_id for i in model.recent] == ["i7", "i6", "i5", "i4", "i3"]
@@ -135,13 +138,13 @@ async def test_redelivery_and_duplicate_message_ids_change_nothing(
 ) -> None:
     ev = Events()
     batch = [ev("ann", "like", "a"), ev("bob", "like", "a"), ev("bob", "like", "b", minutes=1)]
-    folder = UserModelFolder(redis, keys, CONFIG)
-    await folder.fold(batch)
+    folder = UserModelFolder(redis, CONFIG)
+    await folder.fold(batch, keys)
     before = await _snapshot(redis, keys)
 
-    await folder.fold(batch)  # the same offsets again: a redelivery
+    await folder.fold(batch, keys)  # the same offsets again: a redelivery
     duplicate = ev("ann", "like", "a", message_id=batch[0].message.message_id)
-    await folder.fold([duplicate])  # a producer's duplicate, at a new offset
+    await folder.fold([duplicate], keys)  # a producer's duplicate, at a new offset
 
     assert await _snapshot(redis, keys) == before
     reader = UserModelReader(redis, keys, CONFIG)
@@ -151,13 +154,12 @@ async def test_redelivery_and_duplicate_message_ids_change_nothing(
 
 async def test_trending_cooccurrence_and_popularity(redis: Redis, keys: UserModelKeys) -> None:
     ev = Events()
-    await UserModelFolder(redis, keys, CONFIG).fold(
+    await UserModelFolder(redis, CONFIG).fold(
         [
             ev("ann", "like", "a"), ev("ann", "like", "b", minutes=1),
             ev("bob", "like", "a", minutes=2), ev("bob", "like", "b", minutes=3),
             ev("bob", "like", "c", minutes=4), ev("cy", "dislike", "c", minutes=5),
-        ]
-    )  # fmt: skip
+        ], keys)  # fmt: skip
     reader = UserModelReader(redis, keys, CONFIG)
 
     co = await reader.cooccurring("acme", ["a", "c"], limit=10)
@@ -173,9 +175,9 @@ async def test_trending_cooccurrence_and_popularity(redis: Redis, keys: UserMode
 
 async def test_trending_survives_rescaling_over_years(redis: Redis, keys: UserModelKeys) -> None:
     ev = Events()
-    folder = UserModelFolder(redis, keys, CONFIG)
-    await folder.fold([ev("ann", "like", "old")])
-    await folder.fold([ev("bob", "like", "new", minutes=365 * 24 * 60)])  # 365 half-lives
+    folder = UserModelFolder(redis, CONFIG)
+    await folder.fold([ev("ann", "like", "old")], keys)
+    await folder.fold([ev("bob", "like", "new", minutes=365 * 24 * 60)], keys)  # 365 half-lives
     trending = await UserModelReader(redis, keys, CONFIG).trending(
         "acme", 10, now=T0 + timedelta(days=365)
     )
@@ -188,33 +190,28 @@ async def test_a_crash_before_the_tenant_step_is_repaired_by_redelivery(
 ) -> None:
     ev = Events()
     batch = [ev("ann", "like", "a"), ev("ann", "like", "b", minutes=1)]
-    folder = UserModelFolder(redis, keys, CONFIG)
+    folder = UserModelFolder(redis, CONFIG)
     # Only the user step ran (as if the process died right after it).
-    for tenant_user, events in {("acme", "ann"): batch}.items():
-        import json
-
-        from services.usermodel.fold import fold_input
-
-        await folder._fold_user(
-            keys=keys.user(*tenant_user).for_fold(),
-            args=[CONFIG.user_script_config(), json.dumps([fold_input(e, CONFIG) for e in events])],
-        )
+    await folder._fold_user(
+        keys=keys.user("acme", "ann").for_fold(),
+        args=[CONFIG.user_script_config(), json.dumps([fold_input(e, CONFIG) for e in batch])],
+    )
     assert await UserModelReader(redis, keys, CONFIG).popular("acme", 10) == []
 
-    await folder.fold(batch)  # the redelivery
+    await folder.fold(batch, keys)  # the redelivery
 
     reader = UserModelReader(redis, keys, CONFIG)
     assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]
     assert (await reader.cooccurring("acme", ["a"], 10))["a"] == [("b", 1.0)]
     assert await redis.llen(keys.user("acme", "ann").outbox) == 0
-    await folder.fold(batch)
+    await folder.fold(batch, keys)
     assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]
 
 
 async def test_tenants_are_kept_apart(redis: Redis, keys: UserModelKeys) -> None:
     ev = Events()
-    await UserModelFolder(redis, keys, CONFIG).fold(
-        [ev("ann", "like", "a", tenant="t1"), ev("ann", "like", "b", tenant="t2")]
+    await UserModelFolder(redis, CONFIG).fold(
+        [ev("ann", "like", "a", tenant="t1"), ev("ann", "like", "b", tenant="t2")], keys
     )
     reader = UserModelReader(redis, keys, CONFIG)
     assert [i.item_id for i in (await reader.user("t1", "ann", now=T0)).recent] == ["a"]
@@ -234,3 +231,23 @@ async def _snapshot(redis: Redis, keys: UserModelKeys) -> dict[bytes, object]:
         elif kind == "list":
             snapshot[key] = await redis.lrange(key, 0, -1)
     return snapshot
+
+
+async def test_an_outbox_left_ahead_by_a_crash_does_not_hide_other_users_updates(
+    redis: Redis, keys: UserModelKeys
+) -> None:
+    """A crashed attempt folded bob's later event; the retry comes in smaller batches, so
+    bob's update reaches the tenant step before ann's earlier one. Both must count."""
+    ev = Events()
+    ann, bob = ev("ann", "like", "a"), ev("bob", "like", "b")  # offsets 1 and 2
+    folder = UserModelFolder(redis, CONFIG)
+    await folder._fold_user(
+        keys=keys.user("acme", "bob").for_fold(),
+        args=[CONFIG.user_script_config(), json.dumps([fold_input(bob, CONFIG)])],
+    )
+
+    await folder.fold([bob], keys)  # the retry's first batch carries bob's outbox
+    await folder.fold([ann], keys)  # ann's update, at a lower offset, comes after
+
+    reader = UserModelReader(redis, keys, CONFIG)
+    assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]

@@ -10,14 +10,15 @@ import pytest
 from qdrant_client import AsyncQdrantClient
 
 from services.common.vectorindex import (
+    Collections,
     ItemDeletion,
     ItemFilter,
     ItemPoint,
     NumericRange,
     VectorIndex,
 )
-from services.common.vectorindex.edge import EdgeVectorIndex
-from services.common.vectorindex.server import QdrantServerIndex
+from services.common.vectorindex.edge import EdgeCollections, EdgeVectorIndex
+from services.common.vectorindex.server import QdrantServerIndex, ServerCollections
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +185,65 @@ async def test_edge_shard_survives_reopening(tmp_path: Path) -> None:
         assert [s.item_id for s in await second.retrieve("acme", ["a"])] == ["a"]
     finally:
         await second.close()
+
+
+async def test_scroll_returns_every_item_and_tombstone_but_no_meta_record(
+    index: VectorIndex,
+) -> None:
+    await index.apply([item("a", 1, EAST), item("b", 1, NORTH)])
+    await index.apply([ItemDeletion(tenant="acme", item_id="b", version=2)])
+    await index.write_meta("watermarks/test", {"0": 5})
+
+    scrolled = {(s.item_id, s.payload["state"], s.version) async for s in index.scroll()}
+
+    assert scrolled == {("a", "live", 1), ("b", "deleted", 2)}
+
+
+async def test_meta_records_are_kept_apart_from_items(index: VectorIndex) -> None:
+    assert await index.read_meta("watermarks/x") is None
+    await index.write_meta("watermarks/x", {"0": {"epoch": 0, "offset": 7}})
+    await index.write_meta("watermarks/x", {"0": {"epoch": 0, "offset": 9}})
+
+    assert await index.read_meta("watermarks/x") == {"0": {"epoch": 0, "offset": 9}}
+    assert await index.count() == 0
+    assert await index.search(EAST, ItemFilter(tenant="acme"), limit=5) == []
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+async def collections(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[VectorIndex, Collections]]:
+    """A live index read through the alias, and the collections behind it."""
+    if request.param == "edge":
+        live: VectorIndex = EdgeVectorIndex(tmp_path / "vectors", DIM, "items")
+        admin: Collections = EdgeCollections(tmp_path / "vectors", DIM, "items")
+    else:
+        client = AsyncQdrantClient(location=":memory:")
+        live = QdrantServerIndex(client, "items", DIM)
+        admin = ServerCollections(client, "items", DIM)
+    await live.ensure_ready()
+    yield live, admin
+    await live.close()
+
+
+async def test_switching_the_alias_moves_readers_to_the_new_collection(
+    collections: tuple[VectorIndex, Collections],
+) -> None:
+    live, admin = collections
+    await live.apply([item("old", 1, EAST)])
+    old = await admin.active()
+
+    fresh = admin.open("items-r2")
+    await fresh.ensure_ready()
+    await fresh.apply([item("new", 1, EAST)])
+    await fresh.close()
+    assert await admin.switch("items-r2") == old
+
+    assert [s.item_id for s in await live.retrieve("acme", ["old", "new"])] == ["new"]
+    await live.apply([item("later", 1, NORTH)])  # writes follow the alias too
+    assert await live.count("acme") == 2
+
+    with pytest.raises(ValueError, match="active"):
+        await admin.drop("items-r2")
+    await admin.drop(old)
+    assert await admin.active() == "items-r2"

@@ -160,6 +160,9 @@ async def test_a_single_published_message_is_a_batch_of_one(harness: Harness) ->
 class BrokenIndex:
     dimension = DIM
 
+    async def read_meta(self, key: str) -> None:
+        return None
+
     async def apply(self, writes: object) -> None:
         raise RuntimeError("index broken")
 

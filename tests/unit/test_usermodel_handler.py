@@ -59,23 +59,30 @@ def event(message_id: str, user: str, name: str, item: str, **properties: Any) -
     }  # fmt: skip
 
 
-# TestKafkaBroker gives every record offset 0, and the fold skips offsets a user has
-# already applied, so these tests send one event per user; per-user sequences are
-# covered on a real broker and a real Redis (tests/integration).
-
-
 async def test_events_are_folded_into_the_user_model(harness: Harness) -> None:
     await harness.send(
         event("m1", "ann", "like", "a", tags=["space", "film"]),
-        event("m2", "bob", "view", "a", tags=["space"]),
+        event("m2", "ann", "view", "b", tags=["space"]),
+        event("m3", "bob", "view", "a", tags=["space"]),
     )
+    await harness.send(event("m4", "ann", "view", "a"))
 
     model = await harness.reader.user("acme", "ann", now=datetime(2024, 5, 1, 12, tzinfo=UTC))
-    assert model.events == 1
-    assert model.event_counts == {"like": 1}
-    assert {i.item_id: i.strength for i in model.recent} == {"a": 3.0}
-    assert model.tag_affinity == {"space": pytest.approx(3.0), "film": pytest.approx(3.0)}
+    assert model.events == 3
+    assert model.event_counts == {"like": 1, "view": 2}
+    assert {i.item_id: i.strength for i in model.recent} == {"a": 4.0, "b": 1.0}
+    assert model.tag_affinity == {"space": pytest.approx(4.0), "film": pytest.approx(3.0)}
+    assert await harness.reader.popular("acme", 10) == [("a", 5.0), ("b", 1.0)]
     assert harness.dead_letters == []
+
+
+async def test_a_redelivered_batch_changes_nothing(harness: Harness) -> None:
+    first = [event("m1", "ann", "like", "a"), event("m2", "bob", "like", "a")]
+    await harness.send(*first)
+    await harness.send(*first)  # the same messageIds again (a producer's retry)
+
+    assert (await harness.reader.user("acme", "ann")).events == 1
+    assert await harness.reader.popular("acme", 10) == [("a", 6.0)]
 
 
 async def test_malformed_events_are_dead_lettered_and_the_rest_folded(harness: Harness) -> None:

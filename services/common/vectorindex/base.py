@@ -12,7 +12,7 @@ arrives after it must not bring the item back. Reads never return tombstones.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +28,8 @@ VERSION = "version"
 # Tombstones are told apart by a keyword, not a bool: Qdrant Edge 0.9's Python binding
 # reads MatchValue(True) as the integer 1, which never matches a JSON true.
 STATE = "state"
-LIVE, DELETED = "live", "deleted"
+LIVE, DELETED, META = "live", "deleted", "meta"
+META_KEY, META_VALUE = "meta_key", "value"  # payload of a meta record (state: meta)
 TAGS = "tags"
 METADATA = "meta"
 
@@ -146,6 +147,15 @@ def stored_item(payload: Mapping[str, Any] | None, vector: Any = None) -> Stored
     )
 
 
+def meta_point_id(key: str) -> str:
+    """A record of the index's own (e.g. the consumer's watermarks), not an item."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"meta/{key}"))
+
+
+def meta_payload(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    return {STATE: META, META_KEY: key, META_VALUE: dict(value)}
+
+
 def as_float_list(vector: VectorLike) -> list[float]:
     tolist = getattr(vector, "tolist", None)  # numpy arrays convert much faster this way
     return [float(x) for x in (tolist() if tolist else vector)]
@@ -178,13 +188,38 @@ class VectorIndex(Protocol):
     async def count(self, tenant: str | None = None) -> int:
         """Number of live items, of one tenant or of all."""
 
+    def scroll(self, *, with_vectors: bool = True) -> AsyncIterator[StoredItem]:
+        """Every item, tombstones included (``payload["state"]``), in no set order."""
+
+    async def read_meta(self, key: str) -> dict[str, Any] | None:
+        """A record of the index's own, stored beside the items (never returned by reads)."""
+
+    async def write_meta(self, key: str, value: dict[str, Any]) -> None: ...
+
     async def optimize(self) -> None:
         """Build search indexes after a bulk load (a no-op where the engine does it)."""
 
     async def close(self) -> None: ...
 
 
+class Collections(Protocol):
+    """The physical collections behind the alias readers use: a replay builds a new one,
+    then switches the alias in one step."""
+
+    async def active(self) -> str:
+        """The physical collection the alias points at."""
+
+    def open(self, physical: str) -> VectorIndex:
+        """An index over one physical collection (call ensure_ready)."""
+
+    async def switch(self, physical: str) -> str:
+        """Point the alias at ``physical``; return the previous target."""
+
+    async def drop(self, physical: str) -> None: ...
+
+
 __all__ = [
+    "Collections",
     "Hit",
     "ItemDeletion",
     "ItemFilter",

@@ -6,14 +6,16 @@ this exact code path without a server; the contract tests use it that way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
 from services.common.vectorindex.base import (
+    DELETED,
     ITEM_ID,
     LIVE,
+    META_VALUE,
     METADATA,
     STATE,
     TAGS,
@@ -26,6 +28,8 @@ from services.common.vectorindex.base import (
     StoredItem,
     VectorLike,
     as_float_list,
+    meta_payload,
+    meta_point_id,
     point_id,
     stored_item,
     tombstone_vector,
@@ -40,6 +44,9 @@ _PAYLOAD_INDEXES = {
 }
 
 _IS_LIVE = models.FieldCondition(key=STATE, match=models.MatchValue(value=LIVE))
+_ITEMS = models.Filter(
+    must=[models.FieldCondition(key=STATE, match=models.MatchAny(any=[LIVE, DELETED]))]
+)
 
 
 def _live(tenant: str | None) -> models.Filter:
@@ -78,24 +85,62 @@ def _to_qdrant_filter(item_filter: ItemFilter) -> models.Filter:
     return models.Filter(must=must, must_not=must_not or None)
 
 
-class QdrantServerIndex:
-    """:class:`~services.common.vectorindex.base.VectorIndex` on a Qdrant collection."""
+async def _aliases(client: AsyncQdrantClient) -> dict[str, str]:
+    response = await client.get_aliases()
+    return {a.alias_name: a.collection_name for a in response.aliases}
 
-    def __init__(self, client: AsyncQdrantClient, collection: str, dimension: int) -> None:
+
+async def _create_collection(client: AsyncQdrantClient, name: str, dimension: int) -> None:
+    await client.create_collection(
+        name,
+        vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+    )
+    for field_name, schema in _PAYLOAD_INDEXES.items():
+        await client.create_payload_index(name, field_name, schema)
+
+
+class QdrantServerIndex:
+    """:class:`~services.common.vectorindex.base.VectorIndex` on a Qdrant collection.
+
+    ``collection`` is an alias: the first start creates ``{collection}-1`` behind it, and
+    a replay builds another collection and switches the alias (:class:`ServerCollections`).
+    Qdrant resolves the alias on every request, so the switch is atomic for readers.
+    """
+
+    def __init__(
+        self,
+        client: AsyncQdrantClient,
+        collection: str,
+        dimension: int,
+        *,
+        behind_alias: bool = True,
+        owns_client: bool = True,
+    ) -> None:
         self.client = client
         self.collection = collection
         self.dimension = dimension
+        self.behind_alias = behind_alias
+        self.owns_client = owns_client
 
     async def ensure_ready(self) -> None:
-        if not await self.client.collection_exists(self.collection):
-            await self.client.create_collection(
-                self.collection,
-                vectors_config=models.VectorParams(
-                    size=self.dimension, distance=models.Distance.COSINE
-                ),
-            )
-        for field_name, schema in _PAYLOAD_INDEXES.items():
-            await self.client.create_payload_index(self.collection, field_name, schema)
+        if self.collection in await _aliases(self.client):
+            return
+        if await self.client.collection_exists(self.collection):
+            return  # a collection of that name (created without an alias): use it as it is
+        if not self.behind_alias:
+            await _create_collection(self.client, self.collection, self.dimension)
+            return
+        physical = f"{self.collection}-1"
+        await _create_collection(self.client, physical, self.dimension)
+        await self.client.update_collection_aliases(
+            [
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(
+                        collection_name=physical, alias_name=self.collection
+                    )
+                )
+            ]
+        )
 
     async def apply(self, writes: Sequence[ItemWrite]) -> None:
         if not writes:
@@ -157,8 +202,73 @@ class QdrantServerIndex:
         result = await self.client.count(self.collection, count_filter=_live(tenant), exact=True)
         return result.count
 
+    async def scroll(self, *, with_vectors: bool = True) -> AsyncIterator[StoredItem]:
+        offset: Any = None
+        while True:
+            records, offset = await self.client.scroll(
+                self.collection,
+                scroll_filter=_ITEMS,
+                limit=512,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+            for record in records:
+                yield stored_item(record.payload, record.vector)
+            if offset is None:
+                return
+
+    async def read_meta(self, key: str) -> dict[str, Any] | None:
+        records = await self.client.retrieve(self.collection, [meta_point_id(key)])
+        return dict(records[0].payload[META_VALUE]) if records and records[0].payload else None
+
+    async def write_meta(self, key: str, value: dict[str, Any]) -> None:
+        point = models.PointStruct(
+            id=meta_point_id(key),
+            vector=tombstone_vector(self.dimension),
+            payload=meta_payload(key, value),
+        )
+        await self.client.upsert(self.collection, [point], wait=True)
+
     async def optimize(self) -> None:
         """The server builds its HNSW index by itself."""
 
     async def close(self) -> None:
-        await self.client.close()
+        if self.owns_client:
+            await self.client.close()
+
+
+class ServerCollections:
+    """Physical collections behind an alias on a Qdrant server, for a replay."""
+
+    def __init__(self, client: AsyncQdrantClient, name: str, dimension: int) -> None:
+        self.client, self.name, self.dimension = client, name, dimension
+
+    async def active(self) -> str:
+        return (await _aliases(self.client)).get(self.name, self.name)
+
+    def open(self, physical: str) -> QdrantServerIndex:
+        return QdrantServerIndex(
+            self.client, physical, self.dimension, behind_alias=False, owns_client=False
+        )
+
+    async def switch(self, physical: str) -> str:
+        """Move the alias in one request (Qdrant applies the operations atomically)."""
+        old = await self.active()
+        operations: list[Any] = []
+        if self.name in await _aliases(self.client):
+            operations.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.name))
+            )
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=physical, alias_name=self.name)
+            )
+        )
+        await self.client.update_collection_aliases(operations)
+        return old
+
+    async def drop(self, physical: str) -> None:
+        if physical == await self.active():
+            raise ValueError(f"{physical} is the active collection")
+        await self.client.delete_collection(physical)

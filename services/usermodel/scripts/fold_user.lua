@@ -6,30 +6,38 @@
 --       6 seen message ids (zset), 7 outbox (list of pending tenant updates)
 -- ARGV[1]: config {rw rating weight, pm prior mean, pc prior count, rl recent limit,
 --          hl tag half-life ms, dw dedupe window, cw co-occurrence window}
--- ARGV[2]: events [{p partition, o offset, id messageId, t time ms, e name, it item|false,
+-- ARGV[2]: events [{p partition id ("3", or "3.1" in epoch 1), o offset, id messageId, t time ms, e name, it item|false,
 --          w weight|false, r rating|false, tg tags, tr traits|false}]
 -- Returns the outbox: the tenant-level updates (trending, popularity, co-occurrence) not
 -- yet confirmed as applied, including ones left by an attempt that crashed.
 --
 -- An event at or below the partition offset this user has applied is a redelivery and
 -- changes nothing; a messageId seen before (a producer's duplicate) changes nothing.
+-- The result does not depend on how events are cut into batches: every rule below
+-- applies per event. Scalars of the state hash are read once and written back once.
 
 local state, recent, strength, tags, counts, seen, outbox =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local cfg = cjson.decode(ARGV[1])
 local events = cjson.decode(ARGV[2])
 
-local function num(value, default)
-  if value then return tonumber(value) end
-  return default
-end
-
 local function fmt(n)  -- integers without exponent notation
   return string.format('%d', n)
 end
 
-local function decayed_add(key, field, amount, t)
-  local stored = redis.call('HGET', key, field)
+local S = {}  -- the state hash's scalars, as numbers
+do
+  local flat = redis.call('HGETALL', state)
+  for i = 1, #flat, 2 do
+    if flat[i] ~= 'traits' then S[flat[i]] = tonumber(flat[i + 1]) end
+  end
+end
+local changed = false
+local event_counts = {}
+local recent_size = redis.call('ZCARD', recent)
+
+local function decayed_add(field, amount, t)
+  local stored = redis.call('HGET', tags, field)
   local value, at = 0, t
   if stored then
     local sep = string.find(stored, ':', 1, true)
@@ -41,26 +49,36 @@ local function decayed_add(key, field, amount, t)
   else
     value = value + amount * math.pow(2, -(at - t) / cfg.hl)
   end
-  redis.call('HSET', key, field, string.format('%.10g', value) .. ':' .. fmt(at))
+  redis.call('HSET', tags, field, string.format('%.10g', value) .. ':' .. fmt(at))
 end
 
 local function strength_of(ev)
   if not ev.r then return ev.w end
-  local sum = num(redis.call('HGET', state, 'rating_sum'), 0)
-  local count = num(redis.call('HGET', state, 'rating_count'), 0)
+  local sum, count = S.rating_sum or 0, S.rating_count or 0
   local mean = cfg.pm
   if count + cfg.pc > 0 then mean = (sum + cfg.pm * cfg.pc) / (count + cfg.pc) end
-  redis.call('HSET', state, 'rating_sum', string.format('%.10g', sum + ev.r),
-    'rating_count', fmt(count + 1))
+  S.rating_sum, S.rating_count = sum + ev.r, count + 1
   return (ev.r - mean) * cfg.rw
 end
 
+local function pairs_for(item)
+  -- The user's latest positively engaged items, before this one, pair with it.
+  local latest = redis.call('ZREVRANGE', recent, 0, cfg.cw * 2)
+  if #latest == 0 then return {} end
+  local strengths = redis.call('HMGET', strength, unpack(latest))
+  local found = {}
+  for i, other in ipairs(latest) do
+    if #found >= cfg.cw then break end
+    if other ~= item and tonumber(strengths[i] or '0') > 0 then found[#found + 1] = other end
+  end
+  return found
+end
+
 local function apply(ev)
-  redis.call('HINCRBY', state, 'events', 1)
-  local first, last = redis.call('HGET', state, 'first_ms'), redis.call('HGET', state, 'last_ms')
-  if not first or ev.t < tonumber(first) then redis.call('HSET', state, 'first_ms', fmt(ev.t)) end
-  if not last or ev.t > tonumber(last) then redis.call('HSET', state, 'last_ms', fmt(ev.t)) end
-  redis.call('HINCRBY', counts, ev.e, 1)
+  S.events = (S.events or 0) + 1
+  if not S.first_ms or ev.t < S.first_ms then S.first_ms = ev.t end
+  if not S.last_ms or ev.t > S.last_ms then S.last_ms = ev.t end
+  event_counts[ev.e] = (event_counts[ev.e] or 0) + 1
   if ev.tr then
     local traits = cjson.decode(redis.call('HGET', state, 'traits') or '{}')
     for k, v in pairs(ev.tr) do traits[k] = v end
@@ -70,23 +88,15 @@ local function apply(ev)
 
   local s = strength_of(ev)
   local pairs_with = {}
-  if s > 0 and cfg.cw > 0 then
-    -- The user's latest positively engaged items, before this one, pair with it.
-    for _, other in ipairs(redis.call('ZREVRANGE', recent, 0, cfg.cw * 2)) do
-      if other ~= ev.it and #pairs_with < cfg.cw
-          and num(redis.call('HGET', strength, other), 0) > 0 then
-        pairs_with[#pairs_with + 1] = other
-      end
-    end
-  end
-  redis.call('ZADD', recent, 'GT', ev.t, ev.it)
+  if s > 0 and cfg.cw > 0 then pairs_with = pairs_for(ev.it) end
+  recent_size = recent_size + redis.call('ZADD', recent, 'GT', ev.t, ev.it)
   redis.call('HINCRBYFLOAT', strength, ev.it, s)
-  for _, tag in ipairs(ev.tg) do decayed_add(tags, tag, s, ev.t) end
+  for _, tag in ipairs(ev.tg) do decayed_add(tag, s, ev.t) end
 
-  local over = redis.call('ZCARD', recent) - cfg.rl
-  if over > 0 then
-    local dropped = redis.call('ZPOPMIN', recent, over)
+  if recent_size > cfg.rl then
+    local dropped = redis.call('ZPOPMIN', recent, recent_size - cfg.rl)
     for i = 1, #dropped, 2 do redis.call('HDEL', strength, dropped[i]) end
+    recent_size = cfg.rl
   end
 
   if s > 0 then
@@ -95,17 +105,35 @@ local function apply(ev)
   end
 end
 
+local added_ids = 0
 for _, ev in ipairs(events) do
-  local applied_field = 'offset:' .. fmt(ev.p)
-  if ev.o > num(redis.call('HGET', state, applied_field), -1) then
-    redis.call('HSET', state, applied_field, fmt(ev.o))
-    if not redis.call('ZSCORE', seen, ev.id) then
-      redis.call('ZADD', seen, ev.t, ev.id)
-      local extra = redis.call('ZCARD', seen) - cfg.dw
-      if extra > 0 then redis.call('ZREMRANGEBYRANK', seen, 0, extra - 1) end
+  local applied_field = 'offset:' .. ev.p
+  if ev.o > (S[applied_field] or -1) then
+    S[applied_field] = ev.o
+    changed = true
+    if redis.call('ZADD', seen, 'NX', ev.t, ev.id) == 1 then
+      added_ids = added_ids + 1
       apply(ev)
     end
   end
+end
+
+if changed then
+  local flat = {}
+  for field, value in pairs(S) do
+    flat[#flat + 1] = field
+    if field == 'rating_sum' then
+      flat[#flat + 1] = string.format('%.10g', value)
+    else
+      flat[#flat + 1] = fmt(value)
+    end
+  end
+  redis.call('HSET', state, unpack(flat))
+  for name, n in pairs(event_counts) do redis.call('HINCRBY', counts, name, n) end
+end
+if added_ids > 0 then
+  local extra = redis.call('ZCARD', seen) - cfg.dw
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', seen, 0, extra - 1) end
 end
 
 return redis.call('LRANGE', outbox, 0, -1)

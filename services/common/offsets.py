@@ -1,0 +1,211 @@
+"""Which offsets a piece of derived state reflects, and what a consumer does with that.
+
+Each store (the user model's namespace, the vector collection) keeps, per partition,
+a *watermark*: every record up to ``offset`` is applied. It is written after each
+batch is stored, so it is a safe lower bound even across a crash. With it a
+consumer does not have to trust its consumer group's committed offsets:
+
+- records at or below the watermark are already applied: skipped (a redelivery);
+- a batch that starts past ``watermark + 1`` has a gap (the state is behind the group,
+  e.g. right after a replay's switch-over, or after Redis lost its last second): the
+  consumer seeks back to ``watermark + 1`` and fetches again; if the log itself has
+  no records there (compaction, retention), the next batch starts past it again and
+  the gap is accepted;
+- where the log may be lost (the embedded, memory-only broker; never Apache Kafka), a
+  partition was reset when its first record is not the one it was (its timestamp,
+  asked of the broker before each batch), or its high watermark is not above the
+  watermark: a new *epoch* starts, the consumer fetches the new log from its start,
+  and everything in it is new. Offsets are only compared within one epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound="HasPosition")
+
+
+class HasPosition(Protocol):
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Watermark:
+    epoch: int = 0
+    offset: int = -1  # the last offset applied in this epoch; -1: none yet
+    log_start_ms: int | None = None  # timestamp of the log's first record in this epoch
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict())
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {"epoch": self.epoch, "offset": self.offset, "log_start_ms": self.log_start_ms}
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Watermark:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Watermark:
+        start = data.get("log_start_ms")
+        return cls(int(data["epoch"]), int(data["offset"]), None if start is None else int(start))
+
+
+def partition_id(partition: int, epoch: int) -> str:
+    """How the fold scripts name a partition: its number, plus the epoch after a reset."""
+    return str(partition) if epoch == 0 else f"{partition}.{epoch}"
+
+
+@dataclass
+class BatchPlan:
+    """What to do with one consumed batch."""
+
+    apply: list[HasPosition] = field(default_factory=list)  # in (partition, offset) order
+    skipped: int = 0  # already applied (redelivered)
+    seek: dict[int, int] = field(default_factory=dict)  # partition -> offset to fetch from
+    marks: dict[int, Watermark] = field(default_factory=dict)  # to store once applied
+    resets: list[int] = field(default_factory=list)  # partitions that started a new epoch
+    gap_starts: dict[int, int] = field(default_factory=dict)  # where the gapped batch began
+
+
+def _was_reset(mark: Watermark, high: int | None, log_start: int | None) -> bool:
+    if mark.offset >= 0 and high is not None and high <= mark.offset:
+        return True
+    return None not in (mark.log_start_ms, log_start) and log_start != mark.log_start_ms
+
+
+def plan_batch(
+    records: Sequence[R],
+    marks: Mapping[int, Watermark],
+    *,
+    highwater: Callable[[int], int | None] = lambda partition: None,
+    sought: Mapping[int, tuple[int, int]] | None = None,
+    log_starts: Mapping[int, int | None] | None = None,
+) -> BatchPlan:
+    """Decide, per partition, what of ``records`` to apply, skip or fetch again.
+
+    ``marks``: the store's watermarks; ``highwater``: the partition's high watermark
+    from the last fetch (None if unknown); ``sought``: per partition, where this
+    consumer last sought to close a gap and the offset the batch had started at (the
+    same gap met again right after is in the log itself);
+    ``log_starts``: the timestamp of each partition's first record, asked of the broker
+    where it may lose its log (a real Kafka cluster never reuses offsets): when given,
+    reset partitions are looked for.
+    """
+    sought = sought or {}
+    plan = BatchPlan()
+    by_partition: dict[int, list[R]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_partition.setdefault(record.partition, []).append(record)
+    for partition, items in by_partition.items():
+        mark = marks.get(partition, Watermark())
+        if log_starts is not None:
+            log_start = log_starts.get(partition)
+            if _was_reset(mark, highwater(partition), log_start):
+                mark = Watermark(mark.epoch + 1, -1, log_start)
+                plan.resets.append(partition)
+                plan.marks[partition] = mark  # stored even if nothing is applied yet
+            elif mark.log_start_ms is None:
+                mark = Watermark(mark.epoch, mark.offset, log_start)
+        first = items[0].offset
+        if first > mark.offset + 1 and sought.get(partition) != (mark.offset + 1, first):
+            plan.seek[partition] = mark.offset + 1
+            plan.gap_starts[partition] = first
+            continue
+        fresh = [r for r in items if r.offset > mark.offset]
+        plan.skipped += len(items) - len(fresh)
+        plan.apply.extend(fresh)
+        plan.marks[partition] = (
+            Watermark(mark.epoch, fresh[-1].offset, mark.log_start_ms) if fresh else mark
+        )
+    return plan
+
+
+class WatermarkStore(Protocol):
+    async def load_watermarks(self) -> dict[int, Watermark]: ...
+
+    async def save_watermarks(self, marks: Mapping[int, Watermark]) -> None: ...
+
+
+class SeekableConsumer(Protocol):
+    """The parts of AIOKafkaConsumer a tracker uses (FastStream's test consumer has seek)."""
+
+    def seek(self, partition: Any, offset: int) -> None: ...
+
+
+async def log_start_timestamps(
+    consumer: Any, topic: str, partitions: Sequence[int]
+) -> dict[int, int | None]:
+    """Each partition's first record's timestamp (one ListOffsets request)."""
+    from aiokafka import TopicPartition
+
+    found = await consumer.offsets_for_times({TopicPartition(topic, p): 0 for p in partitions})
+    # An empty partition has no first record (some brokers answer a timestamp of -1).
+    return {
+        tp.partition: at.timestamp if at is not None and at.timestamp >= 0 else None
+        for tp, at in found.items()
+    }
+
+
+class PartitionTracker:
+    """One per consumer process and topic: plans each batch against the store's
+    watermarks and seeks the consumer back over gaps."""
+
+    def __init__(self, topic: str, *, log_may_reset: bool = False) -> None:
+        self.topic = topic
+        self.log_may_reset = log_may_reset
+        self._sought: dict[int, tuple[int, int]] = {}
+
+    async def plan(
+        self, records: Sequence[R], store: WatermarkStore, consumer: SeekableConsumer | None
+    ) -> BatchPlan:
+        from aiokafka import TopicPartition
+
+        marks = await store.load_watermarks()
+        highwater = getattr(consumer, "highwater", None)
+
+        def high(partition: int) -> int | None:
+            value = highwater(TopicPartition(self.topic, partition)) if highwater else None
+            return value if isinstance(value, int) else None
+
+        log_starts = None
+        if self.log_may_reset and hasattr(consumer, "offsets_for_times"):
+            partitions = sorted({r.partition for r in records})
+            log_starts = await log_start_timestamps(consumer, self.topic, partitions)
+        plan = plan_batch(
+            records, marks, highwater=high, sought=self._sought, log_starts=log_starts
+        )
+        for partition in plan.resets:
+            log.warning(
+                "%s[%d] was reset (the broker lost its log): epoch %d starts",
+                self.topic, partition, marks[partition].epoch + 1,
+            )  # fmt: skip
+        for partition, offset in plan.seek.items():
+            log.info("%s[%d]: state is at %d, fetching from there", self.topic, partition, offset)
+            if consumer is not None:
+                consumer.seek(TopicPartition(self.topic, partition), offset)
+            self._sought[partition] = (offset, plan.gap_starts[partition])
+        for partition in plan.marks:
+            self._sought.pop(partition, None)
+        return plan
+
+
+__all__ = [
+    "BatchPlan",
+    "PartitionTracker",
+    "SeekableConsumer",
+    "Watermark",
+    "WatermarkStore",
+    "partition_id",
+    "plan_batch",
+]

@@ -1,0 +1,115 @@
+"""Read a topic from the beginning (or a time) to its current end, batch by batch: the
+driver behind ``attune replay``. It uses no consumer group, so the live consumers
+and their committed offsets are left alone."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.common.kafka import aiokafka_options
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ReplayProgress = Callable[[int, int | None], None]  # (records done, records in all)
+
+
+@dataclass
+class ReadStats:
+    records: int = 0
+    seconds: float = 0.0
+    ends: dict[int, int] = field(default_factory=dict)  # partition -> end offset read to
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    on_batch: Callable[[Sequence[Any]], Awaitable[None]],
+    *,
+    since: datetime | None = None,
+    batch_records: int = 5_000,
+    progress: ReplayProgress | None = None,
+) -> ReadStats:
+    """Call ``on_batch`` with every record of ``topic`` (from ``since``, else from the
+    start) until the end the topic had when the read caught up with it."""
+    consumer = AIOKafkaConsumer(
+        **aiokafka_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        if not partitions:
+            raise RuntimeError(f"topic {topic} does not exist on the broker")
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        starts = await _start_offsets(consumer, assigned, since)
+        # end_offsets can be stale on some brokers; the fetches' high watermarks refine it
+        ends = await consumer.end_offsets(assigned)
+        total = sum(max(0, ends[tp] - starts[tp]) for tp in assigned)
+        stats = ReadStats()
+        started = time.perf_counter()
+        idle_polls = 0
+        while True:
+            fetched = await consumer.getmany(timeout_ms=1_000, max_records=batch_records)
+            records = [record for batch in fetched.values() for record in batch]
+            if records:
+                await on_batch(records)
+                stats.records += len(records)
+            # The end each fetch reports (end_offsets can be stale on some brokers).
+            ends.update({tp: h for tp in assigned if (h := consumer.highwater(tp)) is not None})
+            total = sum(max(0, ends[tp] - starts[tp]) for tp in assigned)
+            if progress is not None:
+                progress(stats.records, total)
+            idle_polls = 0 if records else idle_polls + 1
+            if not records and (await _caught_up(consumer, assigned, ends) or idle_polls >= 10):
+                break
+        stats.seconds = time.perf_counter() - started
+        stats.ends = {tp.partition: end for tp, end in ends.items()}
+        return stats
+    finally:
+        await consumer.stop()
+
+
+async def _start_offsets(
+    consumer: AIOKafkaConsumer, assigned: list[TopicPartition], since: datetime | None
+) -> dict[TopicPartition, int]:
+    if since is None:
+        await consumer.seek_to_beginning(*assigned)
+        beginnings: dict[TopicPartition, int] = await consumer.beginning_offsets(assigned)
+        return beginnings
+    found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in assigned})
+    ends = await consumer.end_offsets(assigned)
+    starts = {}
+    for tp in assigned:
+        at = found.get(tp)
+        starts[tp] = at.offset if at is not None else ends[tp]
+        consumer.seek(tp, starts[tp])
+    return starts
+
+
+async def _caught_up(
+    consumer: AIOKafkaConsumer, assigned: list[TopicPartition], ends: dict[TopicPartition, int]
+) -> bool:
+    for tp in assigned:
+        if await consumer.position(tp) < ends[tp]:
+            return False
+    return True
+
+
+__all__ = ["ReadStats", "ReplayProgress", "read_topic"]

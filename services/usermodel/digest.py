@@ -1,0 +1,75 @@
+"""The canonical digest of a user-model namespace (``attune state digest usermodel``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from redis.asyncio import Redis
+
+from services.common.digest import Digest, number
+from services.usermodel.fold import FoldConfig
+from services.usermodel.keys import UserModelKeys
+
+# Trending scores are stored relative to a landmark that moves when they are rescaled;
+# the digest writes them relative to this fixed time instead (in the log domain).
+REFERENCE_MS = 946_684_800_000  # 2000-01-01
+_BOOKKEEPING = ("seen", "outbox", "applied", "meta")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _scored(members: Any) -> list[tuple[str, float]]:
+    return [(_text(member), float(score)) for member, score in members]
+
+
+async def digest_namespace(redis: Redis, keys: UserModelKeys, config: FoldConfig) -> Digest:
+    digest = Digest()
+    prefix = f"{keys.namespace}:"
+    landmarks: dict[str, float] = {}
+    trending: list[tuple[str, list[tuple[str, float]]]] = []
+    async for raw_key in redis.scan_iter(match=keys.pattern(), count=1_000):
+        key = _text(raw_key)[len(prefix) :]
+        if key == "watermarks" or key.rsplit(":", 1)[-1] in _BOOKKEEPING:
+            if key.endswith(":meta"):
+                stored = await redis.hget(raw_key, "trending_landmark_ms")
+                if stored is not None:
+                    landmarks[key[: -len(":meta")]] = float(stored)
+            continue
+        kind = await redis.type(raw_key)
+        if kind == b"hash":
+            for name, value in (await redis.hgetall(raw_key)).items():
+                field_name, text = _text(name), _text(value)
+                if key.endswith(":state"):
+                    if field_name.startswith("offset:"):
+                        continue
+                    if field_name == "traits":
+                        text = json.dumps(json.loads(text), sort_keys=True)
+                    else:
+                        text = number(text)
+                elif key.endswith(":tags"):
+                    affinity, _, updated_ms = text.partition(":")
+                    text = f"{number(affinity)}:{updated_ms}"
+                else:
+                    text = number(text)
+                digest.add(key.rsplit(":", 1)[-1], key, field_name, text)
+        elif kind == b"zset":
+            members = _scored(await redis.zrange(raw_key, 0, -1, withscores=True))
+            if key.endswith(":trending"):
+                trending.append((key, members))
+                continue
+            kind_name = "co" if ":co:" in key else key.rsplit(":", 1)[-1]
+            for member, score in members:
+                digest.add(kind_name, key, member, number(score))
+    for key, members in trending:
+        at = landmarks.get(key[: -len(":trending")], REFERENCE_MS)
+        shift = config.trending_rate_per_ms * (at - REFERENCE_MS)
+        for member, score in members:
+            digest.add("trending", key, member, number(math.log(score) + shift))
+    return digest
+
+
+__all__ = ["digest_namespace"]

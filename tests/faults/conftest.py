@@ -1,0 +1,212 @@
+"""Fault tests: each gets its own embedded stack (they stop its broker or its Redis),
+a synthetic but realistic stream of events, and helpers to wait for the consumer to
+catch up and to compare its state with a clean run over the same messages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from schemas.deadletter import DeadLetterRecord
+from schemas.events import BehaviourEvent
+from schemas.topics import DEAD_LETTER, EVENTS
+from services.common.consumer import Envelope
+from services.common.digest import Digest
+from services.common.embedded import EmbeddedStack, free_port
+from services.common.replay import read_topic
+from services.common.settings import Settings
+from services.usermodel.digest import digest_namespace
+from services.usermodel.fold import FoldConfig, UserModelFolder
+from services.usermodel.keys import UserModelKeys
+from services.usermodel.namespace import Namespaces, RedisWatermarks
+from services.usermodel.replay import rebuild_namespace
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+EVENT_NAMES = ("view", "view", "view", "like", "purchase", "dislike", "rating")
+
+
+def synthetic_events(
+    count: int, *, tenant: str = "faults", users: int = 300, items: int = 400, seed: int = 7
+) -> list[BehaviourEvent]:
+    """Events with a popularity skew, tags, ratings and a few repeats, in time order."""
+    rng = random.Random(seed)
+    out = []
+    for n in range(count):
+        item = min(int(rng.paretovariate(1.2)), items)
+        name = rng.choice(EVENT_NAMES)
+        properties: dict[str, Any] = {"item_id": f"i{item}", "tags": [f"t{item % 17}"]}
+        if name == "rating":
+            properties["rating"] = rng.choice([1.0, 2.5, 3.0, 4.0, 4.5, 5.0])
+        out.append(
+            BehaviourEvent.model_validate(
+                {
+                    "tenant": tenant,
+                    "event": name,
+                    "userId": f"u{rng.randrange(users)}",
+                    "messageId": f"{tenant}-{seed}-{n}",
+                    "timestamp": (T0 + timedelta(seconds=30 * n)).isoformat(),
+                    "properties": properties,
+                }
+            )
+        )
+    return out
+
+
+@pytest.fixture
+async def fault_stack(tmp_path: Path) -> AsyncIterator[EmbeddedStack]:
+    async with EmbeddedStack(tmp_path / "stack") as running:
+        yield running
+
+
+@pytest.fixture
+def settings(fault_stack: EmbeddedStack, tmp_path: Path) -> Settings:
+    return fault_stack.settings().model_copy(
+        update={"consumer_max_records": 200, "vector_index_path": tmp_path / "vectors"}
+    )
+
+
+@pytest.fixture
+async def redis(fault_stack: EmbeddedStack) -> AsyncIterator[Redis]:
+    client = Redis.from_url(fault_stack.redis_url)
+    yield client
+    await client.aclose()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if await check():
+                return
+        except (OSError, RedisConnectionError):
+            pass  # a dependency that is still coming back
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def applied_offsets(redis: Redis, settings: Settings) -> dict[int, int]:
+    keys = UserModelKeys(await Namespaces(redis, settings.redis_namespace, ttl_s=0).active())
+    marks = await RedisWatermarks(redis, keys).load_watermarks()
+    return {p: mark.offset for p, mark in marks.items()}
+
+
+async def caught_up(redis: Redis, settings: Settings) -> bool:
+    async def ignore(records: Any) -> None:
+        return None
+
+    ends = (await read_topic(settings, EVENTS.name, ignore)).ends
+    applied = await applied_offsets(redis, settings)
+    return all(end == 0 or applied.get(p, -1) >= end - 1 for p, end in ends.items())
+
+
+def assert_same_state(live: Digest, clean: Digest) -> None:
+    """Equal digests; on a mismatch, show the facts that differ."""
+    if live.hexdigest() != clean.hexdigest():
+        live_lines, clean_lines = set(live.lines), set(clean.lines)
+        differ = [f"live:  {line}" for line in sorted(live_lines - clean_lines)[:10]]
+        differ += [f"clean: {line}" for line in sorted(clean_lines - live_lines)[:10]]
+        pytest.fail("state differs from a clean run:\n" + "\n".join(differ))
+
+
+async def live_state(redis: Redis, settings: Settings) -> Digest:
+    keys = UserModelKeys(await Namespaces(redis, settings.redis_namespace, ttl_s=0).active())
+    return await digest_namespace(redis, keys, FoldConfig.from_settings(settings))
+
+
+async def assert_same_as_a_clean_run(redis: Redis, settings: Settings) -> None:
+    """The live namespace's digest equals a fresh fold of the topic's messages."""
+    clean = UserModelKeys(f"clean-{uuid.uuid4().hex[:6]}")
+    await rebuild_namespace(settings, redis, clean.namespace)
+    config = FoldConfig.from_settings(settings)
+    assert_same_state(
+        await live_state(redis, settings), await digest_namespace(redis, clean, config)
+    )
+
+
+async def folded_state(
+    redis: Redis, settings: Settings, events: Sequence[BehaviourEvent]
+) -> Digest:
+    """A clean run over ``events`` without Kafka (each once, in order, one partition per
+    user): for when the topic itself no longer holds them (a memory-only broker)."""
+    keys = UserModelKeys(f"clean-{uuid.uuid4().hex[:6]}")
+    envelopes = [
+        Envelope(message=e, topic=EVENTS.name, partition=0, offset=n, key=None, timestamp_ms=0)
+        for n, e in enumerate(events)
+    ]
+    await UserModelFolder(redis, FoldConfig.from_settings(settings)).fold(envelopes, keys)
+    return await digest_namespace(redis, keys, FoldConfig.from_settings(settings))
+
+
+@asynccontextmanager
+async def raw_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """A plain Kafka client, to write what Attune's own producers never would."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=False,
+        max_request_size=4 * 1024 * 1024,
+    )
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def read_dead_letters(settings: Settings, expected: int) -> list[DeadLetterRecord]:
+    """Read the dead-letter topic until ``expected`` records are there (with a deadline)."""
+    letters: list[DeadLetterRecord] = []
+
+    async def collect(records: Sequence[Any]) -> None:
+        letters.extend(DeadLetterRecord.model_validate_json(r.value) for r in records)
+
+    async def enough() -> bool:
+        letters.clear()
+        await read_topic(settings, DEAD_LETTER.name, collect)
+        return len(letters) >= expected
+
+    await eventually(enough, f"{expected} dead letters")
+    return letters
+
+
+@contextmanager
+def attune_process(
+    service: str, settings: Settings, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`attune run <service>` against the fault stack, killed at the end whatever happens."""
+    env = {
+        **os.environ,
+        "ATTUNE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ATTUNE_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "ATTUNE_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
+        "ATTUNE_KAFKA_LOG_MAY_RESET": "true",
+        "ATTUNE_REDIS_URL": settings.redis_url.get_secret_value(),
+        "ATTUNE_CONSUMER_MAX_RECORDS": str(settings.consumer_max_records),
+        "ATTUNE_VECTOR_INDEX_PATH": str(settings.vector_index_path),
+        "ATTUNE_HTTP_PORT": str(free_port()),
+    }
+    attune = Path(sys.executable).with_name("attune")
+    with log.open("ab") as out:
+        process = subprocess.Popen([str(attune), "run", service], env=env, stdout=out, stderr=out)
+        try:
+            yield process
+        finally:
+            process.kill()
+            process.wait()
