@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from schemas.common import MetadataKey
 from schemas.content import MetadataValue
 
 Signal = Literal["content", "cooccurrence", "trending", "popular", "tags", "query", "profile"]
@@ -24,7 +25,9 @@ class Reason(BaseModel):
 
 class ItemResult(BaseModel):
     item_id: str
-    score: float = Field(description="Blended score; results are sorted by it.")
+    score: float = Field(
+        description="Blended score; results are sorted by it unless diversity re-ranked them."
+    )
     title: str | None = None
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -49,11 +52,13 @@ class FiltersIn(BaseModel):
 
     tags_any: list[str] = Field(default_factory=list, max_length=100,
                                 description="At least one of these tags.")  # fmt: skip
-    metadata: dict[str, str | int | bool] = Field(
-        default_factory=dict, description="Metadata fields equal to these values."
+    metadata: dict[MetadataKey, str | int | bool] = Field(
+        default_factory=dict, max_length=32, description="Metadata fields equal to these values."
     )
-    ranges: dict[str, RangeIn] = Field(
-        default_factory=dict, description="Numeric metadata fields within these bounds."
+    ranges: dict[MetadataKey, RangeIn] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Numeric metadata fields within these bounds.",
     )
 
 
@@ -73,6 +78,12 @@ class RecommendationsResponse(BaseModel):
         description="'trending' (or 'popular') for a user without usable history."
     )
     items: list[ItemResult]
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="The signal weights this request was blended with."
+    )
+    diversity: float = Field(
+        default=0.0, description="The MMR diversity applied (0: the blend's order)."
+    )
 
 
 class SearchResponse(BaseModel):

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         "the embedded stack turns it off.",
     )
     kafka_session_timeout_ms: Annotated[int, Field(ge=6_000, le=300_000)] = 10_000
+    kafka_log_may_reset: bool = Field(
+        default=False,
+        description="The broker may lose its log and reuse offsets (the embedded, memory-only "
+        "broker does on a restart): consumers then look for reset partitions. Never with "
+        "Apache Kafka.",
+    )
     kafka_group_prefix: str = Field(default="attune", description="Consumer group prefix.")
 
     # Redis
@@ -120,6 +126,11 @@ class Settings(BaseSettings):
     max_message_bytes: Annotated[int, Field(ge=1_024)] = Field(
         default=1_000_000, description="Larger Kafka messages go to the dead-letter topic."
     )
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=8.0,
+        description="On SIGTERM a consumer finishes its batch for at most this long, then "
+        "abandons it uncommitted (it is redelivered).",
+    )
 
     # User model (Redis)
     redis_namespace: str = Field(
@@ -152,15 +163,42 @@ class Settings(BaseSettings):
         description="How many of the user's latest liked items pair with a newly liked one.",
     )
 
-    # Query: how recommendations, similar items and personalized search blend signals
+    # Query: how recommendations, similar items and personalized search blend signals.
+    # The recommendation weights were chosen on MovieLens validation windows (before the
+    # test period) by `attune eval movielens`; see docs/relevance.md.
     recommend_weight_content: float = Field(
         default=1.0, description="Similarity to the user's content profile."
     )
     recommend_weight_cooccurrence: float = Field(
-        default=0.7, description="Engaged with by the same users as the user's items."
+        default=0.5, description="Engaged with by the same users as the user's items."
     )
-    recommend_weight_trending: float = Field(default=0.3, description="Time-decayed popularity.")
-    recommend_weight_tags: float = Field(default=0.3, description="The user's tag affinities.")
+    recommend_weight_trending: float = Field(
+        default=0.25, description="Time-decayed popularity (trending_half_life_days)."
+    )
+    recommend_weight_popular: float = Field(
+        default=1.0,
+        description="All-time popularity (summed positive strength), a prior next to the "
+        "personal signals; with trending, what a user without history is ranked by.",
+    )
+    recommend_weight_tags: float = Field(default=0.5, description="The user's tag affinities.")
+    recommend_popular_evidence: Annotated[float, Field(ge=0)] = Field(
+        default=50.0,
+        description="Popularity counts fully once the most popular item has this much "
+        "positive strength (a like is 3, a rating a star above the user's mean 2); below, "
+        "proportionally less, so that on a young tenant a handful of events does not "
+        "outweigh a user's own evidence.",
+    )
+    recommend_cooccurrence_sources: Annotated[int, Field(ge=1, le=200)] = Field(
+        default=10, description="How many of the user's profile items co-occurrence starts from."
+    )
+    recommend_cooccurrence_per_source: Annotated[int, Field(ge=1, le=1_000)] = Field(
+        default=50, description="Co-occurring items read per source item."
+    )
+    recommend_diversity: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0,
+        description="Default MMR diversity of recommendations: 0 keeps the blend's order, "
+        "1 favours items unlike those already listed; a request may ask for its own.",
+    )
     similar_weight_cooccurrence: float = Field(
         default=0.5, description="Co-occurrence next to content similarity for similar items."
     )

@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
@@ -17,6 +18,7 @@ from schemas.query import (
     RecommendationsResponse,
     SearchRequest,
     SearchResponse,
+    Signal,
     SimilarItemsResponse,
     TagAffinity,
     TrendingResponse,
@@ -32,7 +34,7 @@ from services.usermodel.fold import FoldConfig
 from services.usermodel.keys import UserModelKeys
 from services.usermodel.read import UserModelReader
 
-_CONDITION = re.compile(r"^(?P<key>[A-Za-z0-9_.-]{1,64})(?P<op>>=|<=|=)(?P<value>.{1,200})$")
+_CONDITION = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]{0,63})(?P<op>>=|<=|=)(?P<value>.{1,200})$")
 
 UserIdPath = Annotated[str, Path(min_length=1, max_length=256)]
 Limit = Annotated[int, Query(ge=1, le=100, description="How many results.")]
@@ -46,6 +48,50 @@ Filters = Annotated[
         "repeat for several.",
     ),
 ]
+
+
+Exclude = Annotated[
+    list[str],
+    Query(max_length=1_000, description="Item ids to leave out, besides what the user saw."),
+]
+Diversity = Annotated[
+    float | None,
+    Query(
+        ge=0.0,
+        le=1.0,
+        description="Re-rank by maximal marginal relevance: 0 keeps the blend's order, 1 "
+        "favours items unlike those already listed (default: ATTUNE_RECOMMEND_DIVERSITY).",
+    ),
+]
+
+
+def get_weight_overrides(
+    w_content: Annotated[
+        float | None, Query(ge=0.0, le=100.0, description="Weight of content similarity.")
+    ] = None,
+    w_cooccurrence: Annotated[
+        float | None, Query(ge=0.0, le=100.0, description="Weight of co-occurrence.")
+    ] = None,
+    w_trending: Annotated[
+        float | None, Query(ge=0.0, le=100.0, description="Weight of trending.")
+    ] = None,
+    w_popular: Annotated[
+        float | None, Query(ge=0.0, le=100.0, description="Weight of all-time popularity.")
+    ] = None,
+    w_tags: Annotated[
+        float | None, Query(ge=0.0, le=100.0, description="Weight of tag affinity.")
+    ] = None,
+) -> dict[Signal, float]:
+    """Per-request weights of the recommendation signals; absent ones keep the configured
+    weight (ATTUNE_RECOMMEND_WEIGHT_*)."""
+    given: dict[Signal, float | None] = {
+        "content": w_content,
+        "cooccurrence": w_cooccurrence,
+        "trending": w_trending,
+        "popular": w_popular,
+        "tags": w_tags,
+    }
+    return {signal: weight for signal, weight in given.items() if weight is not None}
 
 
 def build_query_engine(
@@ -136,13 +182,23 @@ def query_router() -> APIRouter:
         user_id: UserIdPath, tenant: TenantDep, item_filter: ItemFilterDep, engine: EngineDep,
         limit: Limit = 10,
         exclude_seen: Annotated[bool, Query(description="Leave out what the user saw.")] = True,
+        exclude: Exclude = [],  # noqa: B006
+        weights: Annotated[dict[Signal, float], Depends(get_weight_overrides)] = {},  # noqa: B006
+        diversity: Diversity = None,
     ) -> RecommendationsResponse:  # fmt: skip
+        if exclude:
+            item_filter = replace(
+                item_filter, exclude_item_ids={*item_filter.exclude_item_ids, *exclude}
+            )
         strategy, items = await engine.recommendations(
-            tenant, user_id, limit=limit, item_filter=item_filter, exclude_seen=exclude_seen
-        )
+            tenant, user_id, limit=limit, item_filter=item_filter, exclude_seen=exclude_seen,
+            weights=weights, diversity=diversity,
+        )  # fmt: skip
         return RecommendationsResponse(
-            tenant=tenant, user_id=user_id, strategy=strategy, items=items
-        )
+            tenant=tenant, user_id=user_id, strategy=strategy, items=items,
+            weights=dict(engine.config.weights(weights)),
+            diversity=engine.config.recommend_diversity if diversity is None else diversity,
+        )  # fmt: skip
 
     @router.post("/search", summary="Semantic search, optionally personalized")
     async def search(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from schemas.query import ItemResult, Reason, Signal
@@ -18,6 +18,7 @@ from services.query.ranking import (
     WeightedItem,
     blend,
     cosine,
+    mmr,
     profile_vector,
     profile_weights,
     scaled,
@@ -26,7 +27,10 @@ from services.usermodel.read import UserModel, UserModelReader
 
 Strategy = Literal["personalized", "trending", "popular", "none"]
 
-CO_SOURCES = 10  # the user's strongest items whose co-occurrences are looked up
+RECOMMEND_SIGNALS: tuple[Signal, ...] = ("content", "cooccurrence", "trending", "popular", "tags")
+"""The signals a recommendation blends; per-request weights may name any of them."""
+NON_PERSONAL: tuple[Signal, ...] = ("trending", "popular")
+"""The signals that need no history: what a user without one is ranked by."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class QueryConfig:
     profile_items: int = 20
     profile_half_life_days: float = 30.0
     recent_items_limit: int = 200
+    cooccurrence_sources: int = 10
+    cooccurrence_per_source: int = 50
+    recommend_diversity: float = 0.0
+    popular_evidence: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueryConfig:
@@ -45,6 +53,7 @@ class QueryConfig:
                 "content": settings.recommend_weight_content,
                 "cooccurrence": settings.recommend_weight_cooccurrence,
                 "trending": settings.recommend_weight_trending,
+                "popular": settings.recommend_weight_popular,
                 "tags": settings.recommend_weight_tags,
             },
             similar_cooccurrence_weight=settings.similar_weight_cooccurrence,
@@ -52,7 +61,29 @@ class QueryConfig:
             profile_items=settings.profile_items,
             profile_half_life_days=settings.profile_half_life_days,
             recent_items_limit=settings.recent_items_limit,
+            cooccurrence_sources=settings.recommend_cooccurrence_sources,
+            cooccurrence_per_source=settings.recommend_cooccurrence_per_source,
+            recommend_diversity=settings.recommend_diversity,
+            popular_evidence=settings.recommend_popular_evidence,
         )
+
+    def weights(self, overrides: Mapping[Signal, float] | None = None) -> dict[Signal, float]:
+        """The configured recommendation weights with a request's overrides on top."""
+        return {**self.recommend_weights, **(overrides or {})}
+
+
+@dataclass
+class Candidates:
+    """What one user's recommendations are ranked from, whatever the weights: every
+    candidate that passes the filter, each signal's 0-1 scores and their explanations.
+    ``personalized`` is False for a user without usable history (no positive item)."""
+
+    tenant: str
+    user_id: str
+    personalized: bool
+    items: dict[str, StoredItem] = field(default_factory=dict)
+    signals: dict[Signal, dict[str, float]] = field(default_factory=dict)
+    details: dict[Signal, dict[str, str]] = field(default_factory=dict)
 
 
 def _result(item: StoredItem, blended: Blended) -> ItemResult:
@@ -88,8 +119,27 @@ class QueryEngine:
 
     async def recommendations(
         self, tenant: str, user_id: str, *, limit: int, item_filter: ItemFilter,
-        exclude_seen: bool = True,
+        exclude_seen: bool = True, weights: Mapping[Signal, float] | None = None,
+        diversity: float | None = None,
     ) -> tuple[Strategy, list[ItemResult]]:  # fmt: skip
+        """The blend of the user's signals, best first, each result explained.
+
+        ``weights`` override the configured weight of any signal for this request;
+        ``diversity`` (0-1, default from the configuration) re-ranks the blend by maximal
+        marginal relevance over the items' vectors. Items the user engaged with recently
+        are left out with ``exclude_seen``; ``item_filter.exclude_item_ids`` leaves out
+        any others (e.g. a full history longer than the user model keeps)."""
+        candidates = await self.recommendation_candidates(
+            tenant, user_id, limit=limit, item_filter=item_filter, exclude_seen=exclude_seen
+        )
+        return await self.rank(candidates, limit=limit, weights=weights, diversity=diversity)
+
+    async def recommendation_candidates(
+        self, tenant: str, user_id: str, *, limit: int, item_filter: ItemFilter,
+        exclude_seen: bool = True,
+    ) -> Candidates:  # fmt: skip
+        """Gather the candidates and every signal's scores (the weights do not matter
+        here, so one gathering can be ranked under many weightings)."""
         model = await self.reader.user(tenant, user_id, recent_limit=self.config.recent_items_limit)
         if exclude_seen:
             seen = {interaction.item_id for interaction in model.recent}
@@ -101,60 +151,143 @@ class QueryEngine:
             limit=self.config.profile_items,
             half_life_days=self.config.profile_half_life_days,
         )
+        pool = max(limit * 4, 50)
+        candidates = Candidates(tenant, user_id, personalized=bool(weights))
+        await self._non_personal(candidates, item_filter, pool)
         if weights:
-            results = await self._personalized(tenant, model, weights, limit, item_filter)
-            if results:
-                return "personalized", results
-        return await self._cold_start(tenant, limit, item_filter)
+            await self._personal(candidates, model, weights, item_filter, pool)
+        return candidates
 
-    async def _personalized(
-        self, tenant: str, model: UserModel, weights: list[WeightedItem], limit: int,
-        item_filter: ItemFilter,
-    ) -> list[ItemResult]:  # fmt: skip
+    async def _non_personal(
+        self, candidates: Candidates, item_filter: ItemFilter, pool: int
+    ) -> None:
+        """Trending and popularity: the first ``pool`` items of each that are not excluded
+        become candidates (the exclusions are skipped before the index is asked)."""
+        tenant, excluded = candidates.tenant, set(item_filter.exclude_item_ids)
+        depth = pool + len(excluded)
+        ranked: dict[Signal, list[tuple[str, float]]] = {
+            "trending": await self.reader.trending(tenant, depth),
+            "popular": await self.reader.popular(tenant, depth),
+        }
+        allowed = {
+            signal: [(i, s) for i, s in found if i not in excluded][:pool]
+            for signal, found in ranked.items()
+        }
+        wanted = list(dict.fromkeys(i for found in allowed.values() for i, _ in found))
+        for item in await self.index.retrieve(tenant, wanted):
+            if item_filter.matches(item):
+                candidates.items[item.item_id] = item
+        detail: dict[Signal, str] = {
+            "trending": f"trending in {tenant}",
+            "popular": "popular overall",
+        }
+        evidence: dict[Signal, float] = {"popular": self.config.popular_evidence}
+        for signal, found in allowed.items():
+            scores = scaled(
+                {i: s for i, s in found if i in candidates.items},
+                at_least=evidence.get(signal, 0.0),
+            )
+            candidates.signals[signal] = scores
+            candidates.details[signal] = dict.fromkeys(scores, detail[signal])
+
+    async def _personal(
+        self, candidates: Candidates, model: UserModel, weights: list[WeightedItem],
+        item_filter: ItemFilter, pool: int,
+    ) -> None:  # fmt: skip
+        tenant = candidates.tenant
         sources = {s.item_id: s for s in await self.index.retrieve(
             tenant, [w.item_id for w in weights], with_vectors=True)}  # fmt: skip
         profile = profile_vector({k: v.vector for k, v in sources.items() if v.vector}, weights)
-        pool = max(limit * 4, 50)
 
         content: dict[str, float] = {}
-        known: dict[str, StoredItem] = {}
+        known = candidates.items
         if profile is not None:
             for hit in await self.index.search(profile, item_filter, pool):
                 content[hit.item.item_id] = max(hit.score, 0.0)
                 known[hit.item.item_id] = hit.item
 
-        co_scores, co_details = await self._cooccurrence(tenant, weights[:CO_SOURCES], sources)
-        trending = dict(await self.reader.trending(tenant, pool))
-
-        others = [i for i in {*co_scores, *trending} if i not in known]
-        for item in await self.index.retrieve(tenant, others, with_vectors=profile is not None):
+        co_scores, co_details = await self._cooccurrence(
+            tenant, weights[: self.config.cooccurrence_sources], sources
+        )
+        excluded = set(item_filter.exclude_item_ids)
+        co_scores = {i: s for i, s in co_scores.items() if i not in excluded}
+        missing = [i for i in co_scores if i not in known]
+        for item in await self.index.retrieve(tenant, missing, with_vectors=profile is not None):
             if item_filter.matches(item):
                 known[item.item_id] = item
                 if profile is not None and item.vector:
                     content[item.item_id] = max(cosine(profile, item.vector), 0.0)
+        if profile is not None:  # content similarity of the trending and popular ones
+            others = [i for i in known if i not in content]
+            for item in await self.index.retrieve(tenant, others, with_vectors=True):
+                if item.vector:
+                    content[item.item_id] = max(cosine(profile, item.vector), 0.0)
 
         affinity = {tag: a for tag, a in model.tag_affinity.items() if a > 0}
         tag_scores, tag_details = self._tag_scores(known.values(), affinity)
-        signals: dict[Signal, Mapping[str, float]] = {
-            "content": content,
-            "cooccurrence": scaled({i: s for i, s in co_scores.items() if i in known}),
-            "trending": scaled({i: s for i, s in trending.items() if i in known}),
-            "tags": tag_scores,
-        }
-        details: dict[Signal, Mapping[str, str]] = {
-            "content": dict.fromkeys(content, "similar to what this user engaged with"),
-            "cooccurrence": co_details,
-            "trending": dict.fromkeys(trending, f"trending in {tenant}"),
-            "tags": tag_details,
-        }
-        blended = blend(signals, self.config.recommend_weights, details)[:limit]
-        return [_result(known[b.item_id], b) for b in blended]
+        co_known = scaled({i: s for i, s in co_scores.items() if i in known})
+        candidates.signals.update(
+            {"content": content, "cooccurrence": co_known, "tags": tag_scores}
+        )
+        candidates.details.update(
+            {
+                "content": dict.fromkeys(content, "similar to what this user engaged with"),
+                "cooccurrence": {i: d for i, d in co_details.items() if i in co_known},
+                "tags": tag_details,
+            }
+        )
+
+    async def rank(
+        self, candidates: Candidates, *, limit: int,
+        weights: Mapping[Signal, float] | None = None, diversity: float | None = None,
+    ) -> tuple[Strategy, list[ItemResult]]:  # fmt: skip
+        """Blend the candidates' signals under the configured weights (with ``weights``
+        on top), optionally diversified. A user without history, or whose blend is
+        empty, gets the non-personal signals: trending and popularity as weighted, or
+        trending alone when both weigh nothing."""
+        effective = self.config.weights(weights)
+        diversity = self.config.recommend_diversity if diversity is None else diversity
+        head = limit if diversity <= 0 else max(limit * 5, 50)  # what MMR picks from
+        blended: list[Blended] = []
+        strategy: Strategy = "personalized"
+        if candidates.personalized:
+            blended = blend(candidates.signals, effective, candidates.details, limit=head)
+        if not blended:
+            cold: dict[Signal, float] = {
+                s: effective.get(s, 0.0) for s in NON_PERSONAL if effective.get(s, 0.0) > 0
+            }
+            fallbacks: tuple[dict[Signal, float], ...] = (
+                cold or {"trending": 1.0},
+                {"popular": 1.0},
+            )
+            for attempt in fallbacks:
+                signals: dict[Signal, Mapping[str, float]] = {
+                    s: candidates.signals.get(s, {}) for s in attempt
+                }
+                blended = blend(signals, attempt, candidates.details, limit=head)
+                if blended:
+                    strategy = "trending" if "trending" in attempt else "popular"
+                    break
+        if not blended:
+            return "none", []
+        if diversity > 0:
+            vectors = {
+                i.item_id: i.vector
+                for i in await self.index.retrieve(
+                    candidates.tenant, [b.item_id for b in blended], with_vectors=True
+                )
+                if i.vector
+            }
+            blended = mmr(blended, vectors, limit=limit, diversity=diversity)
+        return strategy, [_result(candidates.items[b.item_id], b) for b in blended[:limit]]
 
     async def _cooccurrence(
         self, tenant: str, weights: Sequence[WeightedItem], sources: Mapping[str, StoredItem]
     ) -> tuple[dict[str, float], dict[str, str]]:
         top = max((w.weight for w in weights), default=0.0) or 1.0
-        found = await self.reader.cooccurring(tenant, [w.item_id for w in weights], limit=50)
+        found = await self.reader.cooccurring(
+            tenant, [w.item_id for w in weights], limit=self.config.cooccurrence_per_source
+        )
         scores: dict[str, float] = defaultdict(float)
         best_source: dict[str, tuple[float, str]] = {}
         for source in weights:
@@ -183,21 +316,18 @@ class QueryEngine:
                 details[item.item_id] = f"matches this user's interest in {names}"
         return scaled(raw), details
 
-    async def _cold_start(
-        self, tenant: str, limit: int, item_filter: ItemFilter
-    ) -> tuple[Strategy, list[ItemResult]]:
-        results = await self.trending(tenant, limit=limit, item_filter=item_filter)
-        if results:
-            return "trending", results
-        results = await self._ranked_by(tenant, "popular", limit, item_filter)
-        return ("popular", results) if results else ("none", [])
-
     # -- trending ----------------------------------------------------------------------
 
     async def trending(
         self, tenant: str, *, limit: int, item_filter: ItemFilter
     ) -> list[ItemResult]:
         return await self._ranked_by(tenant, "trending", limit, item_filter)
+
+    async def popular(
+        self, tenant: str, *, limit: int, item_filter: ItemFilter
+    ) -> list[ItemResult]:
+        """Items by all-time positive strength (the user model's popularity)."""
+        return await self._ranked_by(tenant, "popular", limit, item_filter)
 
     async def _ranked_by(
         self, tenant: str, signal: Literal["trending", "popular"], limit: int,
@@ -310,4 +440,11 @@ class QueryEngine:
         }
 
 
-__all__ = ["QueryConfig", "QueryEngine", "Reason"]
+__all__ = [
+    "NON_PERSONAL",
+    "RECOMMEND_SIGNALS",
+    "Candidates",
+    "QueryConfig",
+    "QueryEngine",
+    "Reason",
+]

@@ -63,9 +63,11 @@ def cosine(a: VectorLike, b: VectorLike) -> float:
     return float(a @ other) / denominator if denominator else 0.0
 
 
-def scaled(scores: Mapping[str, float]) -> dict[str, float]:
-    """Scores divided by the best one (negatives to 0), so signals share a 0-1 scale."""
-    best = max((s for s in scores.values() if s > 0), default=0.0)
+def scaled(scores: Mapping[str, float], *, at_least: float = 0.0) -> dict[str, float]:
+    """Scores divided by the best one (negatives to 0), so signals share a 0-1 scale.
+    With ``at_least``, by the best one or ``at_least``, whichever is larger: scores
+    below that much evidence stay below 1."""
+    best = max(max((s for s in scores.values() if s > 0), default=0.0), at_least)
     return {item: max(score, 0.0) / best if best else 0.0 for item, score in scores.items()}
 
 
@@ -80,11 +82,15 @@ def blend(
     signals: Mapping[Signal, Mapping[str, float]],
     weights: Mapping[Signal, float],
     details: Mapping[Signal, Mapping[str, str]] | None = None,
+    *,
+    limit: int | None = None,
 ) -> list[Blended]:
     """Weighted sum of signals already on a 0-1 scale, best first, each result with the
-    signals behind it (strongest first). Ties break on item id, so results are stable."""
+    signals behind it (strongest first). Ties break on item id, so results are stable.
+    ``limit`` keeps the best ones only (and explains only those)."""
     details = details or {}
-    results: dict[str, Blended] = {}
+    totals: dict[str, float] = {}
+    parts: dict[str, list[tuple[Signal, float, float, float]]] = {}
     for signal, scores in signals.items():
         weight = weights.get(signal, 0.0)
         if weight == 0:
@@ -92,20 +98,67 @@ def blend(
         for item_id, score in scores.items():
             if score <= 0:
                 continue
-            entry = results.setdefault(item_id, Blended(item_id, 0.0))
             contribution = weight * score
-            entry.score += contribution
-            entry.reasons.append(
-                Reason(
-                    signal=signal, score=round(score, 4), weight=weight,
-                    contribution=round(contribution, 4),
-                    detail=details.get(signal, {}).get(item_id),
-                )
-            )  # fmt: skip
-    for entry in results.values():
-        entry.reasons.sort(key=lambda r: -r.contribution)
-        entry.score = round(entry.score, 6)
-    return sorted(results.values(), key=lambda b: (-b.score, b.item_id))
+            totals[item_id] = totals.get(item_id, 0.0) + contribution
+            parts.setdefault(item_id, []).append((signal, score, weight, contribution))
+    rounded = {item_id: round(total, 6) for item_id, total in totals.items()}
+    order = sorted(rounded, key=lambda item_id: (-rounded[item_id], item_id))
+    results = []
+    for item_id in order if limit is None else order[:limit]:
+        reasons = [
+            Reason(
+                signal=signal, score=round(score, 4), weight=weight,
+                contribution=round(contribution, 4),
+                detail=details.get(signal, {}).get(item_id),
+            )
+            for signal, score, weight, contribution in parts[item_id]
+        ]  # fmt: skip
+        reasons.sort(key=lambda r: -r.contribution)
+        results.append(Blended(item_id, rounded[item_id], reasons))
+    return results
+
+
+def mmr(
+    ranked: Sequence[Blended],
+    vectors: Mapping[str, VectorLike],
+    *,
+    limit: int,
+    diversity: float,
+) -> list[Blended]:
+    """Maximal marginal relevance (Carbonell and Goldstein, 1998) over ``ranked`` (best
+    first): pick, one at a time, the item with the best
+    ``(1 - diversity) * relevance - diversity * similarity``, where relevance is the blended
+    score divided by the best one and similarity is the highest cosine similarity to an
+    item already picked. ``diversity`` 0 keeps the blend's order; 1 ignores relevance
+    after the first pick. Items without a vector are similar to nothing. Ties keep the
+    blend's order."""
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be within 0..1, got {diversity}")
+    if diversity == 0.0 or len(ranked) <= 1:
+        return list(ranked[:limit])
+    best = max((b.score for b in ranked), default=0.0)
+    relevance = np.array([b.score / best if best > 0 else 0.0 for b in ranked], dtype=np.float64)
+    dimension = next((len(v) for v in vectors.values()), 0)
+    matrix = np.zeros((len(ranked), dimension), dtype=np.float64)
+    for row, entry in enumerate(ranked):
+        vector = vectors.get(entry.item_id)
+        if vector is not None and len(vector) == dimension:
+            values = np.asarray(vector, dtype=np.float64)
+            norm = float(np.linalg.norm(values))
+            if norm > 0:
+                matrix[row] = values / norm
+    similarity = np.full(len(ranked), -np.inf)  # to the closest item picked so far
+    available = np.ones(len(ranked), dtype=bool)
+    picked: list[Blended] = []
+    while len(picked) < min(limit, len(ranked)):
+        penalty = np.where(np.isfinite(similarity), similarity, 0.0)
+        value = (1.0 - diversity) * relevance - diversity * penalty
+        value[~available] = -np.inf
+        choice = int(np.argmax(value))  # the first of equals: the blend's order
+        picked.append(ranked[choice])
+        available[choice] = False
+        similarity = np.maximum(similarity, matrix @ matrix[choice])
+    return picked
 
 
 __all__ = [
@@ -113,6 +166,7 @@ __all__ = [
     "WeightedItem",
     "blend",
     "cosine",
+    "mmr",
     "profile_vector",
     "profile_weights",
     "scaled",

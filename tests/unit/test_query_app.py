@@ -55,3 +55,69 @@ async def test_errors_have_the_one_shape() -> None:
     assert no_engine.json()["error"]["code"] == "unavailable"
     assert no_route.status_code == 404
     assert no_route.json()["error"]["code"] == "not_found"
+
+
+def engine_client() -> httpx.AsyncClient:
+    from tests.unit.test_query_engine import FakeReader, engine
+
+    app = create_http_app(
+        service="query", title="t", description="d", settings=Settings(), routers=[query_router()]
+    )
+    app.state.query_engine = engine(
+        FakeReader(
+            recent={"ann": [("apollo", 4.0)]},
+            trending=[("bread", 9.0), ("pasta", 3.0)],
+            popular=[("bread", 400.0), ("mars", 100.0)],
+            co={"apollo": [("mars", 5.0)]},
+        )
+    )
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query")
+
+
+async def test_recommendations_take_per_request_weights_diversity_and_exclusions() -> None:
+    headers = {"X-Attune-Tenant": "acme"}
+    async with engine_client() as api:
+        default = (await api.get("/v1/users/ann/recommendations", headers=headers)).json()
+        popular = (
+            await api.get(
+                "/v1/users/ann/recommendations",
+                params={
+                    "w_content": 0,
+                    "w_cooccurrence": 0,
+                    "w_tags": 0,
+                    "w_trending": 0,
+                    "w_popular": 2,
+                    "exclude": ["bread"],
+                    "diversity": 0.4,
+                },
+                headers=headers,
+            )
+        ).json()
+    assert default["weights"] == {
+        "content": 1.0, "cooccurrence": 0.5, "trending": 0.25, "popular": 1.0, "tags": 0.5,
+    }  # fmt: skip
+    assert default["diversity"] == 0.0
+    assert "apollo" not in [i["item_id"] for i in default["items"]]
+    assert popular["weights"]["popular"] == 2.0
+    assert popular["weights"]["content"] == 0.0
+    assert popular["diversity"] == 0.4
+    assert [i["item_id"] for i in popular["items"]] == ["mars"]  # bread excluded
+    reason = popular["items"][0]["reasons"][0]
+    # scaled among what may be recommended: mars is the most popular item left
+    assert (reason["signal"], reason["weight"], reason["score"]) == ("popular", 2.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"w_content": -1}, "w_content"), ({"w_tags": "lots"}, "w_tags"),
+     ({"diversity": 1.5}, "diversity")],
+)  # fmt: skip
+async def test_bad_weights_and_diversity_are_refused_naming_the_parameter(
+    params: dict[str, object], field: str
+) -> None:
+    async with engine_client() as api:
+        response = await api.get(
+            "/v1/users/ann/recommendations", params=params, headers={"X-Attune-Tenant": "acme"}
+        )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == field

@@ -1,0 +1,395 @@
+"""The evaluation's outputs: a Markdown report (method, split, tables) and the JSON of
+the results it is rendered from."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    ("hit_rate@10", "HitRate@10"),
+    ("ndcg@10", "NDCG@10"),
+    ("recall@20", "Recall@20"),
+    ("mrr@20", "MRR@20"),
+    ("coverage@10", "Coverage@10"),
+    ("novelty@10", "Novelty@10"),
+)
+SIGNAL_ORDER = ("content", "cooccurrence", "trending", "popular", "tags")
+WITH_INTERVAL = {"hit_rate@10", "ndcg@10", "recall@20", "mrr@20", "novelty@10"}
+"""Coverage is a property of the set of lists: resampling users with replacement
+shrinks that set, so its bootstrap interval is biased low. It is shown without one
+(the JSON keeps it)."""
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def cell(estimate: Mapping[str, float], *, interval: bool = True) -> str:
+    """``0.653 [0.542, 0.764]``."""
+    text = _number(estimate["mean"])
+    if interval:
+        text += f" [{_number(estimate['low'])}, {_number(estimate['high'])}]"
+    return text
+
+
+def weights_text(weights: Mapping[str, float] | None) -> str:
+    if not weights:
+        return "-"
+    return ", ".join(f"{s} {weights[s]:g}" for s in SIGNAL_ORDER if s in weights)
+
+
+def metrics_table(
+    block: Mapping[str, Any],
+    keys: Sequence[str],
+    labels: Mapping[str, str],
+    *,
+    columns: Sequence[tuple[str, str]] = COLUMNS,
+    interval: bool = True,
+    bold: str | None = "blend",
+) -> list[str]:
+    methods = block["methods"]
+    lines = [
+        "| method | " + " | ".join(title for _, title in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for key in keys:
+        if key not in methods:
+            continue
+        label = labels.get(key, key)
+        label = f"**{label}**" if key == bold else label
+        values = [
+            cell(methods[key][metric], interval=interval and metric in WITH_INTERVAL)
+            for metric, _ in columns
+        ]
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    return lines
+
+
+def ablation_table(block: Mapping[str, Any], results: Mapping[str, Any]) -> list[str]:
+    methods = block["methods"]
+    blend = methods["blend"]
+    lines = [
+        "| variant | weights | HitRate@10 | Δ | NDCG@10 | Δ | Recall@20 | MRR@20 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key in ["blend", *results["ablations"]]:
+        if key not in methods:
+            continue
+        row = methods[key]
+        label = "blend (chosen)" if key == "blend" else f"minus {key.removeprefix('without_')}"
+        weights = weights_text(results["methods"][key]["weights"])
+        delta_hr = row["hit_rate@10"]["mean"] - blend["hit_rate@10"]["mean"]
+        delta_ndcg = row["ndcg@10"]["mean"] - blend["ndcg@10"]["mean"]
+        lines.append(
+            f"| {label} | {weights} | {cell(row['hit_rate@10'])} | {delta_hr:+.3f} | "
+            f"{cell(row['ndcg@10'])} | {delta_ndcg:+.3f} | {cell(row['recall@20'], interval=False)}"
+            f" | {cell(row['mrr@20'], interval=False)} |"
+        )
+    return lines
+
+
+def headline(results: Mapping[str, Any]) -> str:
+    """The verdict in a few lines, for the terminal."""
+    lines = []
+    for metric, title in (("hit_rate@10", "HitRate@10"), ("ndcg@10", "NDCG@10")):
+        v = results["verdict"][metric]
+        lines.append(
+            f"{title}: blend {v['blend']:.3f}; best baseline {v['best_baseline']} "
+            f"{v['best_baseline_mean']:.3f} (upper 95% bound {v['best_baseline_high']:.3f}); "
+            f"beats every baseline: {'yes' if v['beats_every_baseline'] else 'no'}; outside "
+            f"its interval: {'yes' if v['outside_best_baseline_interval'] else 'no'}"
+        )
+    return "\n".join(lines)
+
+
+def _paired_table(results: Mapping[str, Any], labels: Mapping[str, str]) -> list[str]:
+    lines = [
+        "| blend minus | HitRate@10 difference [95% CI] | NDCG@10 difference [95% CI] |",
+        "|---|---|---|",
+    ]
+    for key, diff in results["paired_test"].items():
+        lines.append(
+            f"| {labels.get(key, key)} | {cell(diff['hit_rate@10'])} | {cell(diff['ndcg@10'])} |"
+        )
+    return lines
+
+
+def _windows_table(results: Mapping[str, Any], labels: Mapping[str, str]) -> list[str]:
+    validation = results["validation"]
+    periods = validation.get("periods", {})
+    keys = ["blend", *results["baselines"]]
+    lines = [
+        "| window | users (with history) | " + " | ".join(labels.get(k, k) for k in keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    for window in results["split"]["validation_windows"]:
+        block = periods.get(window["window"]) or validation["all"]
+        methods = block["methods"]
+        values = " | ".join(_number(methods[k]["ndcg@10"]["mean"]) for k in keys)
+        lines.append(
+            f"| {window['window']}: {window['start'][:10]} to {window['end'][:10]} | "
+            f"{window['users']} ({block.get('users_with_history', '-')}) | {values} |"
+        )
+    return lines
+
+
+def _why(results: Mapping[str, Any]) -> list[str]:
+    """Why the blend's lead is or is not outside the best baseline's interval, in the
+    run's own numbers."""
+    test = results["test"]
+    verdict = results["verdict"]
+    if all(v["outside_best_baseline_interval"] for v in verdict.values()):
+        return []
+    cold, warm = test["without_history"], test["with_history"]
+    if not cold["users"] or not warm["users"]:
+        return []
+    best = verdict["ndcg@10"]["best_baseline"]
+    paired_positive = all(
+        difference["low"] > 0
+        for metrics in results["paired_test"].values()
+        for difference in metrics.values()
+    )
+
+    def mean(block: Mapping[str, Any], key: str, metric: str) -> str:
+        return _number(block["methods"][key][metric]["mean"])
+
+    return [
+        "### Why the blend's lead stays inside the best baseline's interval",
+        "",
+        f"{cold['users']} of the {test['users']} test users "
+        f"({cold['users'] / test['users']:.0%}) rated nothing before the cut-off: MovieLens "
+        "users rate most of their films in their first sessions, so most of the people "
+        "active in the last 10% of the timeline are new. For them no method can "
+        "personalize, and the blend's non-personal signals rank much as popularity does "
+        f"(NDCG@10 {mean(cold, 'blend', 'ndcg@10')} against "
+        f"{mean(cold, best, 'ndcg@10')}). The lead comes from the {warm['users']} users "
+        f"with history (HitRate@10 {mean(warm, 'blend', 'hit_rate@10')} against "
+        f"{mean(warm, 'popular', 'hit_rate@10')} for popularity and "
+        f"{mean(warm, 'trending', 'hit_rate@10')} for trending; NDCG@10 "
+        f"{mean(warm, 'blend', 'ndcg@10')} against {mean(warm, best, 'ndcg@10')} and "
+        f"{mean(warm, 'trending', 'ndcg@10')}), diluted over all {test['users']}, while "
+        f"an interval over {test['users']} users is about "
+        f"±{_half_width(test, best, 'hit_rate@10')} wide on HitRate@10 and "
+        f"±{_half_width(test, best, 'ndcg@10')} on NDCG@10. "
+        + (
+            "The paired comparison above, which removes the variation between users that "
+            "both methods share, puts the blend's lead over every baseline above 0 on both "
+            "metrics."
+            if paired_positive
+            else "Even the paired comparison above does not put the blend's lead over every "
+            "baseline above 0 on both metrics."
+        ),
+        "",
+    ]
+
+
+def _half_width(block: Mapping[str, Any], key: str, metric: str) -> str:
+    e = block["all"]["methods"][key][metric]
+    return _number((e["high"] - e["low"]) / 2, 2)
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    labels = {key: m["label"] for key, m in results["methods"].items()}
+    split = results["split"]
+    data = results["dataset"]
+    test, validation = results["test"], results["validation"]
+    boot = results["bootstrap"]
+    run = results["run"]
+    main_keys = ["blend", *results["baselines"]]
+    if "blend_configured" in results["methods"]:
+        main_keys.insert(1, "blend_configured")
+    verdict = results["verdict"]
+    default_path = results["default_path"]
+    http = results["http_check"]
+    chosen = results["chosen_weights"]
+    configured = results["configured_weights"]
+    level = round(boot["confidence"] * 100)
+    windows = split["validation_windows"]
+
+    out: list[str] = [
+        "# Relevance of recommendations, measured on MovieLens",
+        "",
+        f"Generated by `{run.get('command', 'attune eval movielens DIR')}` on {run['date']} "
+        f"({run['machine']}) in {run['seconds']:.0f} s. Every number below comes from that "
+        "run; the JSON next to this file holds them all, with more digits.",
+        "",
+        "## Result",
+        "",
+        f"Test period ({split['test_cutoff'][:10]} to {split['last_event'][:10]}), all "
+        f"{test['users']} users with a held-out positive rating, "
+        f"{test['users_with_history']} of them with ratings before the cut-off. Means "
+        f"with {level}% bootstrap intervals over users; coverage without one (see Method).",
+        "",
+        *metrics_table(test["all"], main_keys, labels),
+        "",
+    ]
+    for metric, title in (("hit_rate@10", "HitRate@10"), ("ndcg@10", "NDCG@10")):
+        v = verdict[metric]
+        beats = (
+            "beats every baseline" if v["beats_every_baseline"] else "does not beat every baseline"
+        )
+        outside = (
+            "above the upper bound of its interval"
+            if v["outside_best_baseline_interval"]
+            else f"not above the upper bound of its interval ({v['best_baseline_high']:.3f})"
+        )
+        out.append(
+            f"- {title}: the blend {beats}: {v['blend']:.3f} against "
+            f"{v['best_baseline_mean']:.3f} for the best one, "
+            f"{labels[v['best_baseline']].lower()}, {outside}."
+        )
+    out += [
+        "",
+        "The intervals above are for each method alone. Comparing two methods on the same "
+        "users, the paired bootstrap of the per-user difference is the sharper test (the "
+        "same resampled users for both; an interval above 0 means the blend is better):",
+        "",
+        *_paired_table(results, labels),
+        "",
+        *_why(results),
+        "### Users with and without ratings before the cut-off",
+        "",
+        "A user first seen after the cut-off has nothing to personalize from: the blend "
+        "answers them with its non-personal signals (popularity and trending, as weighted), "
+        "and the single-signal baselines that need history with trending, as the API does. "
+        "The two groups:",
+        "",
+        f"With history ({test['with_history']['users']} users):",
+        "",
+        *metrics_table(test["with_history"], main_keys, labels, columns=COLUMNS[:4]),
+        "",
+        f"Without history ({test['without_history']['users']} users):",
+        "",
+        *metrics_table(test["without_history"], main_keys, labels, columns=COLUMNS[:4]),
+        "",
+        "## Ablation (test period, all users)",
+        "",
+        "The chosen weights with one signal set to 0; Δ is the change of the mean. Signals "
+        "the chosen weights leave at 0 have no row.",
+        "",
+        *ablation_table(test["all"], results),
+        "",
+        "## Diversity (MMR)",
+        "",
+        "The chosen blend re-ranked by maximal marginal relevance over the items' vectors "
+        "(`diversity` per request, `ATTUNE_RECOMMEND_DIVERSITY` by default, 0 = off). Shown "
+        "for the trade-off; not tuned:",
+        "",
+        *metrics_table(test["all"], ["blend", *results["diversified"]], labels, interval=False),
+        "",
+        "## Weights, chosen on validation only",
+        "",
+        f"Chosen: **{weights_text(chosen)}**. Configured defaults "
+        f"(`ATTUNE_RECOMMEND_WEIGHT_*`): {weights_text(configured)}"
+        + (" (the same)." if chosen == configured else "."),
+        "",
+        f"Validation is {len(windows)} consecutive windows before the test cut-off, each "
+        f"holding {split['validation_fraction']:.0%} of the ratings and scored as of its own "
+        "cut-off (the user model folded exactly the ratings before it). One window alone is "
+        "a small and erratic sample: the windows disagree about the baselines (NDCG@10 "
+        "below), so the weights are chosen on all of them pooled.",
+        "",
+        *_windows_table(results, labels),
+        "",
+        f"Grid: every weighting of the five signals over {results['grid']['values']} whose "
+        f"largest weight is {max(results['grid']['values']):g} ({results['grid']['size']} "
+        "weightings; multiplying all weights by one number does not change a ranking). Each "
+        "was ranked for every validation user through per-request weight overrides (the "
+        "candidates are gathered once per user; nothing is folded again), and the best mean "
+        "NDCG@10 won (ties: HitRate@10, then fewer signals). The best ten:",
+        "",
+        "| weights | NDCG@10 | HitRate@10 |",
+        "|---|---|---|",
+        *[
+            f"| {weights_text(r['weights'])} | {r['ndcg@10']:.3f} | {r['hit_rate@10']:.3f} |"
+            for r in results["grid"]["top"]
+        ],
+        "",
+        f"All validation windows pooled ({validation['users']} user-windows, "
+        f"{validation['users_with_history']} with history):",
+        "",
+        *metrics_table(validation["all"], main_keys, labels, columns=COLUMNS[:4]),
+        "",
+        "## Method",
+        "",
+        f"- Data: `{Path(data['folder']).name}`: {data['items']:,} movies, "
+        f"{data['ratings']:,} ratings by {data['users']:,} users. Movies are content items "
+        "(title, genres and the users' tags, embedded by the real model); ratings are "
+        "`rating` events, produced to Kafka in timestamp order and folded by the user model.",
+        f"- Split by time, one global timeline: the test cut-off ({split['test_cutoff']}) "
+        f"leaves the last {split['test_fraction']:.0%} of the ratings "
+        f"({split['test_events']:,}) after it; before it, {len(windows)} validation "
+        f"windows of {split['validation_fraction']:.0%} each start at "
+        + ", ".join(w["start"] for w in windows)
+        + f". Ratings from {split['first_event']} to {split['last_event']}.",
+        "- The real path: an embedded stack (Tansu broker, a private Redis, Qdrant Edge), "
+        "the embedder and user-model consumers in this process, the real embedding model. "
+        "The ratings before each cut-off are produced and folded, then that period's users "
+        "are ranked; the user model is checked to hold exactly the ratings before the "
+        "cut-off for every user ranked. The test users are ranked once, after the weights "
+        "were chosen.",
+        f"- Users: everyone with a rating >= {split['positive_rating']:g} after the cut-off "
+        "(within the window, for validation) of a movie they had not rated before it; those "
+        "movies are their targets.",
+        "- Lists: 20 items per user from `QueryEngine.recommendation_candidates` then "
+        "`QueryEngine.rank`, which is what `GET /v1/users/{id}/recommendations` runs, "
+        "excluding everything the user rated before the cut-off with an explicit exclusion "
+        "set (`exclude=` on the HTTP route): the user model keeps only each user's latest "
+        f"{default_path['recent_items_limit']} items. Over HTTP, {http['identical']} of "
+        f"{http['users']} sampled test users got the identical list.",
+        "- Metrics: HitRate@10 (a target in the first 10); NDCG@10 (binary gain, ideal = "
+        "min(10, targets) hits first); Recall@20 (targets in the first 20 over min(20, "
+        "targets)); MRR@20 (1/rank of the first target in the 20, else 0); Coverage@10 "
+        "(distinct items in all top-10 lists over the catalog); Novelty@10 (share of the "
+        "top 10 the user had not rated before the cut-off; 1.0 by construction with the "
+        "exclusion set).",
+        f"- Intervals: percentile bootstrap over users, {boot['resamples']:,} resamples "
+        f"(seed {boot['seed']}), the same resamples for every method. Coverage is shown "
+        "without one: resampling users with replacement shrinks the set of lists, which "
+        "biases a set-level statistic low.",
+        "- Baselines, on the same split and users: "
+        + " ".join(
+            f"*{labels[k]}*: {results['methods'][k]['description']}" for k in results["baselines"]
+        ),
+        "- Configuration besides the weights: "
+        + ", ".join(
+            f"`ATTUNE_{name.upper()}={value}`"
+            for name, value in results.get("settings", {}).items()
+        )
+        + ".",
+        "- Without the explicit exclusion (the API's default request, `exclude_seen` only), "
+        f"Novelty@10 of the chosen blend over the {default_path['users']} test users with "
+        f"history is {_number(default_path['novelty@10'])}: "
+        f"{default_path['users_beyond_recent_limit']} of them rated more than "
+        f"{default_path['recent_items_limit']} movies before the cut-off, and the user model "
+        "only remembers the latest ones.",
+        "",
+        "## Timings",
+        "",
+        "| step | seconds |",
+        "|---|---|",
+        *[f"| {name} | {seconds:g} |" for name, seconds in run["timings"].items()],
+        f"| total | {run['seconds']:g} |",
+        "",
+        "MovieLens: F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: "
+        "History and Context. ACM TiiS 5(4): 19:1-19:19. Read from outside the repository, "
+        "under its own licence.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_outputs(results: Mapping[str, Any], markdown_path: Path, json_path: Path) -> None:
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    markdown_path.write_text(render_markdown(results))
+
+
+__all__ = ["cell", "headline", "metrics_table", "render_markdown", "weights_text", "write_outputs"]
