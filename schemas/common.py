@@ -26,15 +26,32 @@ ItemId = Annotated[
     ),
 ]
 
+MetadataKey = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"),
+    Field(description="A metadata field name: letters, digits and '_', not starting with a "
+          "digit (it becomes a payload path in the vector index)."),
+]  # fmt: skip
+
 UserKey = Annotated[
     str,
     StringConstraints(min_length=1, max_length=256, strip_whitespace=True),
 ]
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _as_utc(value: datetime) -> datetime:
-    """Naive datetimes are taken as UTC so that ordering never depends on the host's zone."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """Naive datetimes are taken as UTC so that ordering never depends on the host's zone.
+    Times before 1970 are refused: versions and event times count from the epoch."""
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+    if value < EPOCH:
+        raise ValueError("must be on or after 1970-01-01T00:00:00Z")
+    return value
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]

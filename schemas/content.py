@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from schemas.common import ItemId, TenantId, UtcDatetime
+from schemas.common import ItemId, MetadataKey, TenantId, UtcDatetime
 
 CONTENT_SCHEMA_VERSION: Literal[1] = 1
 
@@ -83,7 +83,7 @@ class ContentUpsert(_ContentBase):
         max_length=256,
         description="Tags or categories; used for filters and for the user's tag affinities.",
     )
-    metadata: dict[str, MetadataValue] = Field(
+    metadata: dict[MetadataKey, MetadataValue] = Field(
         default_factory=dict,
         max_length=64,
         description="Filterable attributes (strings, numbers, booleans, lists of strings).",

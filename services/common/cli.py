@@ -6,12 +6,14 @@ import asyncio
 import logging
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from services.common.evaluation.cli import eval_app
 from services.common.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -22,7 +24,10 @@ app = typer.Typer(
 model_app = typer.Typer(help="The local embedding model.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The message contracts.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+state_app = typer.Typer(help="Derived state (Redis, vector index).", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+app.add_typer(state_app, name="state")
+app.add_typer(eval_app, name="eval")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 
@@ -103,6 +108,61 @@ def run_service(
     settings = _settings()
     _configure_logging(settings.log_level)
     asyncio.run(runner.run_service(service, settings))
+
+
+@app.command()
+def replay(
+    target: Annotated[str, typer.Argument(help="usermodel | embedder | all", show_default=False)],
+    since: Annotated[
+        datetime | None,
+        typer.Option("--from", help="Replay from this time (ISO 8601) instead of the start."),
+    ] = None,
+    drop_old: Annotated[
+        bool, typer.Option("--drop-old", help="Delete the previous state after the switch.")
+    ] = False,
+) -> None:
+    """Rebuild derived state from the topics into a fresh Redis namespace / vector
+    collection while the live one keeps serving, then switch over atomically."""
+    from services.common.state import replay as run_replay
+
+    if target not in ("usermodel", "embedder", "all"):
+        console.print(f"[red]unknown target {target!r}: usermodel, embedder or all[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    _configure_logging("WARNING")
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    try:
+        asyncio.run(run_replay(settings, target, console, since=since, drop_previous=drop_old))  # type: ignore[arg-type]
+    except Exception as error:
+        console.print(f"[red]replay failed, the live state is untouched: {error}[/red]")
+        raise typer.Exit(1) from None
+
+
+@state_app.command("digest")
+def state_digest(
+    target: Annotated[str, typer.Argument(help="usermodel | embedder", show_default=False)],
+    name: Annotated[
+        str | None,
+        typer.Option(help="A namespace / collection other than the live one."),
+    ] = None,
+) -> None:
+    """Print a canonical digest of the derived state: equal for equal state, whatever the
+    write order or the namespace / collection name."""
+    from services.common.state import digest
+
+    if target not in ("usermodel", "embedder"):
+        console.print(f"[red]unknown target {target!r}: usermodel or embedder[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    try:
+        result = asyncio.run(digest(settings, target, name=name))  # type: ignore[arg-type]
+    except Exception as error:
+        console.print(f"[red]digest failed: {error}[/red]")
+        raise typer.Exit(1) from None
+    print(result.hexdigest())
+    for kind, count in sorted(result.counts.items()):
+        console.print(f"  {kind}: {count:,}")
 
 
 @model_app.command("fetch")

@@ -32,6 +32,7 @@ from services.common.settings import Settings
 from services.ingest.broker import keep_connecting, try_connect
 from services.ingest.compression import IngestRoute
 from services.ingest.messages import (
+    InvalidMessage,
     Outgoing,
     TenantMismatch,
     content_messages,
@@ -77,6 +78,13 @@ def _as_http_errors() -> Iterator[None]:
     """Turn ingest's failures into Attune's HTTP errors."""
     try:
         yield
+    except InvalidMessage as error:
+        details = [
+            ErrorDetail(field=".".join(p for p in (error.where, *map(str, e["loc"])) if p),
+                        message=e["msg"])
+            for e in error.error.errors()
+        ]  # fmt: skip
+        raise ApiError(422, "validation_error", str(error), details=details) from None
     except TenantMismatch as error:
         detail = ErrorDetail(field=error.field, message=f"must be {error.tenant!r} or left out")
         raise ApiError(403, "tenant_mismatch", str(error), details=[detail]) from None

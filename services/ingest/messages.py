@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from schemas.api import BehaviourEventIn, ContentUpsertIn
 from schemas.content import ContentTombstone, version_from_timestamp
 from schemas.topics import CONTENT, EVENTS, content_key, events_key
+from services.common.consumer import describe_validation_error
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,21 @@ class Outgoing:
     @classmethod
     def of(cls, topic: str, key: bytes, message: BaseModel, id: str, field: str) -> Outgoing:
         return cls(topic, key, message.model_dump(mode="json"), id, field)
+
+
+class InvalidMessage(Exception):
+    """A body that validated as a request but not as the topic message it becomes."""
+
+    def __init__(self, where: str, error: ValidationError) -> None:
+        super().__init__(describe_validation_error(error))
+        self.where, self.error = where, error
+
+
+def _converted(where: str, convert: Callable[[], T]) -> T:
+    try:
+        return convert()
+    except ValidationError as error:
+        raise InvalidMessage(where, error) from None
 
 
 class TenantMismatch(Exception):
@@ -75,7 +94,7 @@ def event_messages(
                     "context": {**(context or {}), **event.context},
                 }
             )
-        message = event.to_event(owner, received_at)
+        message = _converted(where, partial(event.to_event, owner, received_at))
         key = events_key(owner, message.user_key)
         out.append(Outgoing.of(EVENTS.name, key, message, message.message_id, where))
     return out
@@ -89,7 +108,7 @@ def content_messages(
     for index, item in enumerate(items):
         where = f"items.{index}"
         owner = message_tenant(item.tenant, tenant, from_key=from_key, field=_at(where, "tenant"))
-        message = item.to_message(owner, received_at)
+        message = _converted(where, partial(item.to_message, owner, received_at))
         key = content_key(owner, message.item_id)
         out.append(Outgoing.of(CONTENT.name, key, message, message.item_id, where))
     return out
@@ -111,6 +130,7 @@ def tombstone_message(
 
 
 __all__ = [
+    "InvalidMessage",
     "Outgoing",
     "TenantMismatch",
     "content_messages",
