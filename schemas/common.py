@@ -45,10 +45,14 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _as_utc(value: datetime) -> datetime:
     """Naive datetimes are taken as UTC so that ordering never depends on the host's zone.
     Times before 1970 are refused: versions and event times count from the epoch."""
-    try:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("out of range") from None
+    offset = value.utcoffset()
+    if offset is None or (not offset and value.tzinfo is not UTC):
+        value = value.replace(tzinfo=UTC)  # naive, or UTC under another tzinfo object
+    elif offset:
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range") from None
     if value < EPOCH:
         raise ValueError("must be on or after 1970-01-01T00:00:00Z")
     return value

@@ -69,11 +69,13 @@ def dev(
     services in one process, with a data set loaded, until Ctrl-C."""
     from services.common.dev import run_dev
     from services.common.embedded import StackError
+    from services.common.runner import tune_gc
 
     settings = _settings()
     _configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
 
     def run(folder: Path) -> None:
+        tune_gc()
         asyncio.run(
             run_dev(settings, data_dir=folder, port=port, movielens=movielens, console=console)
         )
@@ -107,6 +109,7 @@ def run_service(
         raise typer.Exit(2)
     settings = _settings()
     _configure_logging(settings.log_level)
+    runner.tune_gc()
     asyncio.run(runner.run_service(service, settings))
 
 
@@ -123,6 +126,7 @@ def replay(
 ) -> None:
     """Rebuild derived state from the topics into a fresh Redis namespace / vector
     collection while the live one keeps serving, then switch over atomically."""
+    from services.common.runner import tune_gc
     from services.common.state import replay as run_replay
 
     if target not in ("usermodel", "embedder", "all"):
@@ -132,6 +136,7 @@ def replay(
     _configure_logging("WARNING")
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
+    tune_gc()
     try:
         asyncio.run(run_replay(settings, target, console, since=since, drop_previous=drop_old))  # type: ignore[arg-type]
     except Exception as error:

@@ -28,6 +28,7 @@ from tenacity import (
 
 from schemas.deadletter import DeadLetterReason, DeadLetterRecord
 from schemas.topics import DEAD_LETTER
+from services.common.metrics import count_dead_letters
 from services.common.offsets import partition_id
 from services.common.settings import Settings
 
@@ -96,6 +97,7 @@ def batch_subscriber(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         max_records=settings.consumer_max_records,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
         title=f"{group_id}: {topic}",
@@ -136,6 +138,25 @@ def _dead_letter(
     )
 
 
+def _why_invalid(value: bytes, problem: ValidationError) -> tuple[DeadLetterReason, str]:
+    """Tell a message that is not JSON, or of another schema_version, from one that
+    breaks the contract (only decoded again on this, the rare, path)."""
+    if any(error["type"] == "json_invalid" for error in problem.errors()):
+        try:
+            json.loads(value)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            return "invalid_json", str(error)
+        return "invalid_json", describe_validation_error(problem)
+    data = json.loads(value)
+    version = data.get("schema_version", 1) if isinstance(data, dict) else 1
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        return (
+            "unsupported_schema_version",
+            f"schema_version {version!r} is not one of {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
+        )
+    return "schema_violation", describe_validation_error(problem)
+
+
 def decode_batch(
     records: Sequence[RawRecord],
     adapter: TypeAdapter[T],
@@ -155,22 +176,10 @@ def decode_batch(
             batch.rejected.append(_dead_letter(record, consumer, reason, error))
             continue
         try:
-            data = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as problem:
-            batch.rejected.append(_dead_letter(record, consumer, "invalid_json", str(problem)))
-            continue
-        version = data.get("schema_version", 1) if isinstance(data, dict) else 1
-        if version not in SUPPORTED_SCHEMA_VERSIONS:
-            error = f"schema_version {version!r} is not one of {sorted(SUPPORTED_SCHEMA_VERSIONS)}"
-            batch.rejected.append(
-                _dead_letter(record, consumer, "unsupported_schema_version", error)
-            )
-            continue
-        try:
-            message = adapter.validate_python(data)
+            message = adapter.validate_json(value)
         except ValidationError as problem:
-            error = describe_validation_error(problem)
-            batch.rejected.append(_dead_letter(record, consumer, "schema_violation", error))
+            reason, error = _why_invalid(value, problem)
+            batch.rejected.append(_dead_letter(record, consumer, reason, error))
             continue
         batch.accepted.append(
             Envelope(
@@ -191,6 +200,7 @@ async def publish_dead_letters(broker: KafkaBroker, records: Sequence[DeadLetter
     """Publish and wait for the broker's ack, before the batch is committed."""
     if not records:
         return
+    count_dead_letters(records)
     await asyncio.gather(
         *(
             broker.publish(record.model_dump(mode="json"), DEAD_LETTER.name, key=record.key)

@@ -23,6 +23,7 @@ from services.common.runner import (
     include_consumers,
     open_dependencies,
     serve_http,
+    stop_consumers,
     wait_for_shutdown_signal,
 )
 from services.common.settings import Settings
@@ -158,7 +159,7 @@ async def run_dev(
                         await loading
                     console.print("stopping...")
             finally:
-                await deps.broker.stop()
+                await stop_consumers(deps)
 
 
 __all__ = ["example_requests", "load_dataset", "run_dev"]

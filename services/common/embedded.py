@@ -217,8 +217,9 @@ class EmbeddedStack:
         await self._create_topics(deadline)
 
     async def start_redis(self) -> None:
-        """Start Redis on the stack's port. It keeps an append-only file in the data
-        folder, so a restart finds the state it had."""
+        """Start Redis on the stack's port, without persistence: like the broker, it lives
+        as long as the stack. After a restart it is empty, and the consumers, finding
+        no applied offsets, rebuild it from the topics."""
         deadline = time.monotonic() + self.start_timeout
         redis_dir = self.data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
@@ -227,8 +228,7 @@ class EmbeddedStack:
             "--port", str(self.redis_port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
+            "--appendonly", "no",
             "--dir", str(redis_dir),
             "--daemonize", "no",
         ]  # fmt: skip

@@ -14,6 +14,7 @@ from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from schemas.topics import ALL_TOPICS, TopicSpec
+from services.common.offsets import LogStartProbe
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
     )
 
 
+def log_start_probe(settings: Settings) -> LogStartProbe | None:
+    """Where the broker may lose its log (the embedded one), a probe for reset partitions."""
+    return LogStartProbe(aiokafka_options(settings)) if settings.kafka_log_may_reset else None
+
+
 async def check_broker(broker: KafkaBroker) -> None:
     """Readiness: raise unless the cluster answers within a second."""
     if not await broker.ping(timeout=1.0):
@@ -101,4 +107,11 @@ async def ensure_topics(
         await admin.close()
 
 
-__all__ = ["aiokafka_options", "check_broker", "ensure_topics", "kafka_security", "make_broker"]
+__all__ = [
+    "aiokafka_options",
+    "check_broker",
+    "ensure_topics",
+    "kafka_security",
+    "log_start_probe",
+    "make_broker",
+]

@@ -33,13 +33,16 @@ BATCH_SIZE = Histogram(
 )
 
 
-def count_batch(consumer: str, topics: Sequence[str], rejected: Sequence[DeadLetterRecord]) -> None:
-    """Count a batch's messages (by topic) and its dead letters (by reason)."""
+def count_batch(consumer: str, topics: Sequence[str]) -> None:
+    """Count a batch's messages, by topic."""
     BATCH_SIZE.labels(consumer).observe(len(topics))
     for topic, count in Tally(topics).items():
         MESSAGES_CONSUMED.labels(topic, consumer).inc(count)
-    for record in rejected:
-        MESSAGES_DEAD_LETTERED.labels(record.topic, consumer, record.reason).inc()
+
+
+def count_dead_letters(records: Sequence[DeadLetterRecord]) -> None:
+    for record in records:
+        MESSAGES_DEAD_LETTERED.labels(record.topic, record.consumer, record.reason).inc()
 
 
 __all__ = [
@@ -48,4 +51,5 @@ __all__ = [
     "MESSAGES_CONSUMED",
     "MESSAGES_DEAD_LETTERED",
     "count_batch",
+    "count_dead_letters",
 ]

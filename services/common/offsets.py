@@ -20,11 +20,13 @@ consumer does not have to trust its consumer group's committed offsets:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -143,27 +145,56 @@ class SeekableConsumer(Protocol):
     def seek(self, partition: Any, offset: int) -> None: ...
 
 
-async def log_start_timestamps(
-    consumer: Any, topic: str, partitions: Sequence[int]
-) -> dict[int, int | None]:
-    """Each partition's first record's timestamp (one ListOffsets request)."""
-    from aiokafka import TopicPartition
+class LogStartProbe:
+    """Asks the broker for each partition's first record's timestamp, on a connection of
+    its own (on the consumer's, the request would wait behind its pending fetch). It
+    connects on first use, and again after ``close``."""
 
-    found = await consumer.offsets_for_times({TopicPartition(topic, p): 0 for p in partitions})
-    # An empty partition has no first record (some brokers answer a timestamp of -1).
-    return {
-        tp.partition: at.timestamp if at is not None and at.timestamp >= 0 else None
-        for tp, at in found.items()
-    }
+    _open: ClassVar[weakref.WeakSet[LogStartProbe]] = weakref.WeakSet()
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def log_starts(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        if self._client is None:
+            self._client = AIOKafkaConsumer(**self.options, group_id=None)
+            self._loop = asyncio.get_running_loop()
+            await self._client.start()
+            LogStartProbe._open.add(self)
+        wanted = {TopicPartition(topic, p): 0 for p in partitions}
+        found = await self._client.offsets_for_times(wanted)
+        # An empty partition has no first record (some brokers answer a timestamp of -1).
+        return {
+            tp.partition: at.timestamp if at is not None and at.timestamp >= 0 else None
+            for tp, at in found.items()
+        }
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.stop()
+
+    @classmethod
+    async def close_all(cls) -> None:
+        """Close the probes opened on this event loop."""
+        loop = asyncio.get_running_loop()
+        for probe in list(cls._open):
+            if probe._loop is loop:
+                await probe.close()
 
 
 class PartitionTracker:
     """One per consumer process and topic: plans each batch against the store's
     watermarks and seeks the consumer back over gaps."""
 
-    def __init__(self, topic: str, *, log_may_reset: bool = False) -> None:
+    def __init__(self, topic: str, *, probe: LogStartProbe | None = None) -> None:
+        """``probe``: only where the broker may lose its log (then resets are looked for)."""
         self.topic = topic
-        self.log_may_reset = log_may_reset
+        self.probe = probe
         self._sought: dict[int, tuple[int, int]] = {}
 
     async def plan(
@@ -179,9 +210,9 @@ class PartitionTracker:
             return value if isinstance(value, int) else None
 
         log_starts = None
-        if self.log_may_reset and hasattr(consumer, "offsets_for_times"):
+        if self.probe is not None:
             partitions = sorted({r.partition for r in records})
-            log_starts = await log_start_timestamps(consumer, self.topic, partitions)
+            log_starts = await self.probe.log_starts(self.topic, partitions)
         plan = plan_batch(
             records, marks, highwater=high, sought=self._sought, log_starts=log_starts
         )
@@ -202,6 +233,7 @@ class PartitionTracker:
 
 __all__ = [
     "BatchPlan",
+    "LogStartProbe",
     "PartitionTracker",
     "SeekableConsumer",
     "Watermark",

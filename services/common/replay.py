@@ -1,12 +1,22 @@
 """Read a topic from the beginning (or a time) to its current end, batch by batch: the
 driver behind ``attune replay``. It uses no consumer group, so the live consumers
-and their committed offsets are left alone."""
+and their committed offsets are left alone.
+
+Each slice of records goes through two stages: ``prepare`` (synchronous: decoding,
+on this process's CPU) returns the work that stores it (awaited: mostly waiting for
+Redis or the vector index). Records are spread over ``lanes`` by partition; within a
+lane, stores run one after the other in offset order, while lanes run concurrently,
+so this process prepares and fetches while the store works on earlier slices. Use
+more than one lane only when different partitions touch disjoint state (the user
+model: a user's events are all in one partition)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,14 +45,16 @@ class ReadStats:
 async def read_topic(
     settings: Settings,
     topic: str,
-    on_batch: Callable[[Sequence[Any]], Awaitable[None]],
+    prepare: Callable[[Sequence[Any]], Coroutine[Any, Any, None]],
     *,
     since: datetime | None = None,
-    batch_records: int = 5_000,
+    batch_records: int = 50_000,
+    prepare_records: int = 20_000,
+    lanes: int = 1,
     progress: ReplayProgress | None = None,
 ) -> ReadStats:
-    """Call ``on_batch`` with every record of ``topic`` (from ``since``, else from the
-    start) until the end the topic had when the read caught up with it."""
+    """Prepare and store every record of ``topic`` (from ``since``, else from the start)
+    until the end the topic had when the read caught up with it."""
     consumer = AIOKafkaConsumer(
         **aiokafka_options(settings),
         group_id=None,
@@ -65,12 +77,15 @@ async def read_topic(
         stats = ReadStats()
         started = time.perf_counter()
         idle_polls = 0
+        chains = _Chains(lanes)
         while True:
             fetched = await consumer.getmany(timeout_ms=1_000, max_records=batch_records)
-            records = [record for batch in fetched.values() for record in batch]
-            if records:
-                await on_batch(records)
-                stats.records += len(records)
+            records = []
+            for tp, batch in fetched.items():
+                records.extend(batch)
+                for start in range(0, len(batch), prepare_records):
+                    await chains.add(tp.partition, prepare(batch[start : start + prepare_records]))
+            stats.records += len(records)
             # The end each fetch reports (end_offsets can be stale on some brokers).
             ends.update({tp: h for tp in assigned if (h := consumer.highwater(tp)) is not None})
             total = sum(max(0, ends[tp] - starts[tp]) for tp in assigned)
@@ -79,11 +94,43 @@ async def read_topic(
             idle_polls = 0 if records else idle_polls + 1
             if not records and (await _caught_up(consumer, assigned, ends) or idle_polls >= 10):
                 break
+        await chains.finish()
         stats.seconds = time.perf_counter() - started
         stats.ends = {tp.partition: end for tp, end in ends.items()}
         return stats
     finally:
         await consumer.stop()
+
+
+class _Chains:
+    """Stores run in order within a lane, lanes concurrently, a bounded number pending."""
+
+    def __init__(self, lanes: int) -> None:
+        self.lanes = lanes
+        self.tails: dict[int, asyncio.Task[None]] = {}
+        self.pending: deque[asyncio.Task[None]] = deque()
+
+    async def add(self, partition: int, store: Coroutine[Any, Any, None]) -> None:
+        lane = partition % self.lanes
+        task = asyncio.create_task(_after(self.tails.get(lane), store))
+        self.tails[lane] = task
+        self.pending.append(task)
+        while len(self.pending) > 2 * self.lanes:
+            await self.pending.popleft()
+        await asyncio.sleep(0)  # let the store send its first commands before we go on
+
+    async def finish(self) -> None:
+        await asyncio.gather(*self.pending)
+
+
+async def _after(previous: asyncio.Task[None] | None, store: Coroutine[Any, Any, None]) -> None:
+    if previous is not None:
+        try:
+            await previous
+        except BaseException:
+            store.close()  # never run: an earlier store of its lane failed
+            raise
+    await store
 
 
 async def _start_offsets(

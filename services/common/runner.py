@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,6 +26,7 @@ from redis.asyncio import Redis
 from services.common.embedding import Embedder
 from services.common.http import create_http_app
 from services.common.kafka import check_broker, make_broker
+from services.common.offsets import LogStartProbe
 from services.common.redis import make_redis
 from services.common.settings import Settings
 from services.common.vectorindex import VectorIndex, open_vector_index
@@ -59,6 +61,16 @@ async def serve_http(app: FastAPI, host: str, port: int) -> AsyncIterator[_Serve
         await task
 
 
+def tune_gc() -> None:
+    """For a long-running service: objects that live for the whole run are set aside
+    from collections, and young collections come rarer. The consumers allocate many
+    short-lived objects per batch; at the default thresholds collection took a
+    fifth of a replay's CPU."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def wait_for_shutdown_signal() -> None:
     """Return on Ctrl-C (SIGINT) or SIGTERM."""
     stop = asyncio.Event()
@@ -88,6 +100,8 @@ async def open_dependencies(
     settings: Settings, *, redis: bool, model: bool
 ) -> AsyncIterator[Dependencies]:
     async with AsyncExitStack() as stack:
+        # Closed last: the probes the consumers' routers open (a closed one reopens).
+        stack.push_async_callback(LogStartProbe.close_all)
         deps = Dependencies(settings=settings, broker=make_broker(settings))
         if redis:
             deps.redis = make_redis(settings)
@@ -176,7 +190,13 @@ async def run_service(service: ServiceName, settings: Settings) -> None:
                 )
                 await wait_for_shutdown_signal()
         finally:
-            await deps.broker.stop()
+            await stop_consumers(deps)
+
+
+async def stop_consumers(deps: Dependencies) -> None:
+    """Stop the broker (finishing or abandoning in-flight batches), then the probes."""
+    await deps.broker.stop()
+    await LogStartProbe.close_all()
 
 
 __all__ = [
@@ -188,5 +208,7 @@ __all__ = [
     "open_dependencies",
     "run_service",
     "serve_http",
+    "stop_consumers",
+    "tune_gc",
     "wait_for_shutdown_signal",
 ]

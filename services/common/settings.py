@@ -120,8 +120,13 @@ class Settings(BaseSettings):
     )
 
     # Consumers
-    consumer_max_records: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        default=500, description="Most messages a consumer takes per batch."
+    consumer_max_records: Annotated[int, Field(ge=1, le=50_000)] = Field(
+        default=2_000, description="Most messages a consumer takes per batch."
+    )
+    consumer_fetch_max_wait_ms: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        default=100,
+        description="How long the broker may hold a fetch waiting for data: the bound on "
+        "how long an event waits before its consumer sees it.",
     )
     max_message_bytes: Annotated[int, Field(ge=1_024)] = Field(
         default=1_000_000, description="Larger Kafka messages go to the dead-letter topic."
@@ -158,8 +163,12 @@ class Settings(BaseSettings):
     )
     tag_half_life_days: Annotated[float, Field(gt=0)] = 30.0
     trending_half_life_days: Annotated[float, Field(gt=0)] = 7.0
+    popularity_half_life_days: Annotated[float, Field(ge=0)] = Field(
+        default=0.0,
+        description="Half-life of the popularity signal; 0: all-time popularity (no decay).",
+    )
     cooccurrence_window: Annotated[int, Field(ge=1, le=1_000)] = Field(
-        default=10,
+        default=5,
         description="How many of the user's latest liked items pair with a newly liked one.",
     )
 

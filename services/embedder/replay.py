@@ -7,7 +7,7 @@ new collection is dropped and the alias is left alone."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -52,9 +52,10 @@ async def rebuild_collection(
     marks: dict[int, Watermark] = {}
     rejected = 0
 
-    async def on_batch(records: Sequence[Any]) -> None:
+    def prepare(records: Sequence[Any]) -> Coroutine[Any, Any, None]:
         nonlocal rejected
         plan = plan_batch(records, marks)
+        marks.update(plan.marks)
         batch = decode_batch(
             plan.apply,  # type: ignore[arg-type]
             _CONTENT,
@@ -62,12 +63,14 @@ async def rebuild_collection(
             max_bytes=settings.max_message_bytes,
         )
         rejected += len(batch.rejected)
-        await apply_content(batch.accepted, embedder, index)
-        marks.update(plan.marks)
-        await watermarks.save_watermarks(plan.marks)
+        return stored(batch.accepted, plan.marks)
+
+    async def stored(items: Sequence[Any], applied: dict[int, Watermark]) -> None:
+        await apply_content(items, embedder, index)
+        await watermarks.save_watermarks(applied)
 
     stats = await read_topic(
-        settings, CONTENT.name, on_batch, since=since, batch_records=batch_records,
+        settings, CONTENT.name, prepare, since=since, batch_records=batch_records,
         progress=progress,
     )  # fmt: skip
     await index.optimize()

@@ -26,6 +26,7 @@ from services.common.consumer import (
     publish_dead_letters,
     raw_records,
 )
+from services.common.kafka import log_start_probe
 from services.common.metrics import BATCH_SECONDS, count_batch
 from services.common.offsets import PartitionTracker, SeekableConsumer
 from services.common.settings import Settings
@@ -58,9 +59,7 @@ class ContentConsumer:
         return consumer_group(self.settings)
 
     def __post_init__(self) -> None:
-        self.tracker = PartitionTracker(
-            CONTENT.name, log_may_reset=self.settings.kafka_log_may_reset
-        )
+        self.tracker = PartitionTracker(CONTENT.name, probe=log_start_probe(self.settings))
         self.watermarks = IndexWatermarks(self.index, CONTENT.name)
 
     async def handle(
@@ -79,7 +78,7 @@ class ContentConsumer:
             consumer=self.group_id,
             max_bytes=self.settings.max_message_bytes,
         )
-        count_batch(self.group_id, [r.topic for r in records], batch.rejected)
+        count_batch(self.group_id, [r.topic for r in records])
         await publish_dead_letters(broker, batch.rejected)
 
         stats = await apply_content(batch.accepted, self.embedder, self.index)

@@ -12,9 +12,13 @@ from services.common.digest import Digest, number
 from services.usermodel.fold import FoldConfig
 from services.usermodel.keys import UserModelKeys
 
-# Trending scores are stored relative to a landmark that moves when they are rescaled;
-# the digest writes them relative to this fixed time instead (in the log domain).
+# Decayed scores (trending, and popularity when it decays) are stored relative to a
+# landmark that moves when they are rescaled; the digest writes them relative to this
+# fixed time instead, in the log domain. A score below a 10^-12 share of the set's
+# largest has decayed to nothing for any ranking, and how small it got first depends
+# on the order the updates came in (it may have underflowed): it is written as 0.
 REFERENCE_MS = 946_684_800_000  # 2000-01-01
+NEGLIGIBLE = 1e-12
 _BOOKKEEPING = ("seen", "outbox", "applied", "meta")
 
 
@@ -29,15 +33,17 @@ def _scored(members: Any) -> list[tuple[str, float]]:
 async def digest_namespace(redis: Redis, keys: UserModelKeys, config: FoldConfig) -> Digest:
     digest = Digest()
     prefix = f"{keys.namespace}:"
-    landmarks: dict[str, float] = {}
-    trending: list[tuple[str, list[tuple[str, float]]]] = []
+    landmarks: dict[str, float] = {}  # "<tenant key>:trending" -> landmark
+    decayed: list[tuple[str, list[tuple[str, float]]]] = []
     async for raw_key in redis.scan_iter(match=keys.pattern(), count=1_000):
         key = _text(raw_key)[len(prefix) :]
         if key == "watermarks" or key.rsplit(":", 1)[-1] in _BOOKKEEPING:
             if key.endswith(":meta"):
-                stored = await redis.hget(raw_key, "trending_landmark_ms")
-                if stored is not None:
-                    landmarks[key[: -len(":meta")]] = float(stored)
+                tenant_key = key[: -len(":meta")]
+                for decay in ("trending", "popular"):
+                    stored = await redis.hget(raw_key, f"{decay}_landmark_ms")
+                    if stored is not None:
+                        landmarks[f"{tenant_key}:{decay}"] = float(stored)
             continue
         kind = await redis.type(raw_key)
         if kind == b"hash":
@@ -58,17 +64,25 @@ async def digest_namespace(redis: Redis, keys: UserModelKeys, config: FoldConfig
                 digest.add(key.rsplit(":", 1)[-1], key, field_name, text)
         elif kind == b"zset":
             members = _scored(await redis.zrange(raw_key, 0, -1, withscores=True))
-            if key.endswith(":trending"):
-                trending.append((key, members))
+            if key.endswith((":trending", ":popular")):
+                decayed.append((key, members))
                 continue
             kind_name = "co" if ":co:" in key else key.rsplit(":", 1)[-1]
             for member, score in members:
                 digest.add(kind_name, key, member, number(score))
-    for key, members in trending:
-        at = landmarks.get(key[: -len(":trending")], REFERENCE_MS)
-        shift = config.trending_rate_per_ms * (at - REFERENCE_MS)
+    for key, members in decayed:
+        name = key.rsplit(":", 1)[-1]
+        rates = {"trending": config.trending_rate_per_ms}
+        rate = rates.get(name, config.popularity_rate_per_ms)
+        if key not in landmarks:  # popularity that does not decay: plain sums
+            for member, score in members:
+                digest.add(name, key, member, number(score))
+            continue
+        shift = rate * (landmarks[key] - REFERENCE_MS)
+        floor = max((score for _, score in members), default=0.0) * NEGLIGIBLE
         for member, score in members:
-            digest.add("trending", key, member, number(math.log(score) + shift))
+            value = number(math.log(score) + shift) if score > floor else "0"
+            digest.add(name, key, member, value)
     return digest
 
 

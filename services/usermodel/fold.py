@@ -14,6 +14,7 @@ partition, the last offset applied). Each script touches one Redis Cluster slot.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections import defaultdict
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from schemas.events import BehaviourEvent
@@ -47,7 +49,8 @@ class FoldConfig:
     recent_items_limit: int = 200
     tag_half_life_days: float = 30.0
     trending_half_life_days: float = 7.0
-    cooccurrence_window: int = 10
+    popularity_half_life_days: float = 0.0
+    cooccurrence_window: int = 5
     dedupe_window: int = 256
 
     @classmethod
@@ -61,6 +64,7 @@ class FoldConfig:
             recent_items_limit=settings.recent_items_limit,
             tag_half_life_days=settings.tag_half_life_days,
             trending_half_life_days=settings.trending_half_life_days,
+            popularity_half_life_days=settings.popularity_half_life_days,
             cooccurrence_window=settings.cooccurrence_window,
         )
 
@@ -68,9 +72,19 @@ class FoldConfig:
     def trending_rate_per_ms(self) -> float:
         return math.log(2) / (self.trending_half_life_days * _DAY_MS)
 
-    def user_script_config(self) -> str:
+    @property
+    def popularity_rate_per_ms(self) -> float:
+        """0 when popularity does not decay."""
+        days = self.popularity_half_life_days
+        return math.log(2) / (days * _DAY_MS) if days > 0 else 0.0
+
+    def tenant_script_config(self) -> str:
+        return json.dumps({"lam": self.trending_rate_per_ms, "pop": self.popularity_rate_per_ms})
+
+    def user_script_config(self, *, direct: bool = False) -> str:
         return json.dumps(
             {
+                "direct": direct,
                 "rw": self.rating_weight,
                 "pm": self.rating_prior_mean,
                 "pc": self.rating_prior_count,
@@ -137,41 +151,91 @@ class FoldStats:
     tenant_updates: int = 0
 
 
-class UserModelFolder:
-    """Applies batches of decoded events to the Redis namespace ``keys`` names."""
+@dataclass
+class PreparedFold:
+    """The user-script calls of one lane of a batch, ready to send."""
 
-    def __init__(self, redis: Redis, config: FoldConfig) -> None:
+    keys: UserModelKeys
+    users: list[tuple[str, str]]
+    payloads: list[bytes]
+    events: int
+
+
+LANES = 2  # partitions are folded in this many concurrent lanes (disjoint users)
+
+
+class UserModelFolder:
+    """Applies batches of decoded events to the Redis namespace ``keys`` names.
+
+    A batch is cut into lanes by partition: a user's events are all in one partition,
+    so lanes share no user and run concurrently, each on its own connection; while one
+    lane's scripts run in Redis, this process prepares or reads the other's.
+    """
+
+    def __init__(self, redis: Redis, config: FoldConfig, *, direct: bool = False) -> None:
+        """``direct``: keep no outbox (only for a replay into a namespace that is thrown
+        away when it fails: a crash there is not recovered, it is started again)."""
         self.redis = redis
         self.config = config
+        self.direct = direct
+        self._user_config = config.user_script_config(direct=direct)
         self._fold_user = redis.register_script(_script("fold_user.lua"))
         self._fold_tenant = redis.register_script(_script("fold_tenant.lua"))
 
     async def fold(
         self, envelopes: Sequence[Envelope[BehaviourEvent]], keys: UserModelKeys
     ) -> FoldStats:
-        by_user: dict[tuple[str, str], list[Envelope[BehaviourEvent]]] = defaultdict(list)
-        for envelope in sorted(envelopes, key=lambda e: (e.partition_id, e.offset)):
-            by_user[(envelope.message.tenant, envelope.message.user_key)].append(envelope)
-        if not by_user:
-            return FoldStats()
+        return await self.apply(self.prepare(envelopes, keys))
 
-        user_config = self.config.user_script_config()
+    def prepare(
+        self, envelopes: Sequence[Envelope[BehaviourEvent]], keys: UserModelKeys
+    ) -> list[PreparedFold]:
+        """The CPU part (grouping, script arguments), to run while Redis is busy."""
+        lanes: list[dict[tuple[str, str], list[Envelope[BehaviourEvent]]]] = [
+            defaultdict(list) for _ in range(LANES)
+        ]
+        for envelope in sorted(envelopes, key=lambda e: (e.partition_id, e.offset)):
+            event = envelope.message
+            lanes[envelope.partition % LANES][(event.tenant, event.user_key)].append(envelope)
+        return [
+            PreparedFold(
+                keys=keys,
+                users=list(by_user),
+                payloads=[
+                    orjson.dumps([fold_input(e, self.config) for e in events])
+                    for events in by_user.values()
+                ],
+                events=sum(len(events) for events in by_user.values()),
+            )
+            for by_user in lanes
+            if by_user
+        ]
+
+    async def apply(self, prepared: Sequence[PreparedFold]) -> FoldStats:
+        stats = await asyncio.gather(*(self._apply_lane(lane) for lane in prepared))
+        return FoldStats(
+            events=sum(s.events for s in stats),
+            users=sum(s.users for s in stats),
+            tenant_updates=sum(s.tenant_updates for s in stats),
+        )
+
+    async def _apply_lane(self, lane: PreparedFold) -> FoldStats:
+        keys = lane.keys
         pipe = self.redis.pipeline(transaction=False)
-        for (tenant, user), events in by_user.items():
-            payload = json.dumps([fold_input(e, self.config) for e in events])
+        for (tenant, user), payload in zip(lane.users, lane.payloads, strict=True):
             await self._fold_user(
                 keys=keys.user(tenant, user).for_fold(),
-                args=[user_config, payload],
+                args=[self._user_config, payload],
                 client=pipe,
             )
         outboxes = await pipe.execute()
 
         updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         users_with_updates: list[tuple[str, str]] = []
-        for (tenant, user), outbox in zip(by_user, outboxes, strict=True):
+        for (tenant, user), outbox in zip(lane.users, outboxes, strict=True):
             if outbox:
                 users_with_updates.append((tenant, user))
-                updates[tenant].extend({**json.loads(entry), "u": user} for entry in outbox)
+                updates[tenant].extend({**orjson.loads(entry), "u": user} for entry in outbox)
 
         applied = 0
         if updates:
@@ -179,11 +243,12 @@ class UserModelFolder:
             for tenant, tenant_updates in updates.items():
                 await self._apply_tenant_updates(pipe, keys, tenant, tenant_updates)
             applied = sum(await pipe.execute())
-            pipe = self.redis.pipeline(transaction=False)
-            for tenant, user in users_with_updates:
-                pipe.delete(keys.user(tenant, user).outbox)
-            await pipe.execute()
-        return FoldStats(events=len(envelopes), users=len(by_user), tenant_updates=applied)
+            if not self.direct:
+                pipe = self.redis.pipeline(transaction=False)
+                for tenant, user in users_with_updates:
+                    pipe.delete(keys.user(tenant, user).outbox)
+                await pipe.execute()
+        return FoldStats(events=lane.events, users=len(lane.users), tenant_updates=applied)
 
     async def _apply_tenant_updates(
         self,
@@ -205,11 +270,19 @@ class UserModelFolder:
         await self._fold_tenant(
             keys=script_keys,
             args=[
-                json.dumps({"lam": self.config.trending_rate_per_ms}),
-                json.dumps({"updates": tenant_updates, "keys": co_items}),
+                self.config.tenant_script_config(),
+                orjson.dumps({"updates": tenant_updates, "keys": co_items}),
             ],
             client=pipe,
         )
 
 
-__all__ = ["FoldConfig", "FoldStats", "UserModelFolder", "event_name", "event_tags", "fold_input"]
+__all__ = [
+    "FoldConfig",
+    "FoldStats",
+    "PreparedFold",
+    "UserModelFolder",
+    "event_name",
+    "event_tags",
+    "fold_input",
+]

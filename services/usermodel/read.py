@@ -111,24 +111,31 @@ class UserModelReader:
     async def trending(
         self, tenant: str, limit: int, *, now: datetime | None = None
     ) -> list[tuple[str, float]]:
-        """Items by time-decayed popularity, scores as of ``now``."""
+        """Items by popularity with the trending half-life, scores as of ``now``."""
         keys = (await self.namespaces.active_keys()).tenant(tenant)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zrevrange(keys.trending, 0, limit - 1, withscores=True)
-        pipe.hget(keys.meta, "trending_landmark_ms")
-        ranked, landmark = await pipe.execute()
-        if not ranked:
-            return []
-        now_ms = (now or datetime.now(UTC)).timestamp() * 1000
-        exponent = self.config.trending_rate_per_ms * (float(landmark) - now_ms)
-        factor = math.exp(max(exponent, -700.0))
-        return [(_text(item), score * factor) for item, score in ranked]
+        rate = self.config.trending_rate_per_ms
+        return await self._decayed(keys.trending, keys.meta, "trending", rate, limit, now)
 
-    async def popular(self, tenant: str, limit: int) -> list[tuple[str, float]]:
-        """Items by all-time positive strength."""
+    async def popular(
+        self, tenant: str, limit: int, *, now: datetime | None = None
+    ) -> list[tuple[str, float]]:
+        """Items by positive strength: all time, or with the popularity half-life."""
         keys = (await self.namespaces.active_keys()).tenant(tenant)
-        ranked = await self.redis.zrevrange(keys.popular, 0, limit - 1, withscores=True)
-        return [(_text(item), float(score)) for item, score in ranked]  # type: ignore[str-unpack,arg-type]
+        rate = self.config.popularity_rate_per_ms
+        return await self._decayed(keys.popular, keys.meta, "popular", rate, limit, now)
+
+    async def _decayed(
+        self, key: str, meta: str, name: str, rate: float, limit: int, now: datetime | None
+    ) -> list[tuple[str, float]]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrevrange(key, 0, limit - 1, withscores=True)
+        pipe.hget(meta, f"{name}_landmark_ms")
+        ranked, landmark = await pipe.execute()
+        factor = 1.0
+        if rate and landmark is not None:
+            now_ms = (now or datetime.now(UTC)).timestamp() * 1000
+            factor = math.exp(max(rate * (float(landmark) - now_ms), -700.0))
+        return [(_text(item), float(score) * factor) for item, score in ranked]
 
     async def cooccurring(
         self, tenant: str, item_ids: Sequence[str], limit: int

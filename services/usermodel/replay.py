@@ -11,7 +11,7 @@ the pointer is left alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,7 @@ from services.common.consumer import decode_batch
 from services.common.offsets import Watermark, plan_batch
 from services.common.replay import ReadStats, ReplayProgress, read_topic
 from services.common.settings import Settings
-from services.usermodel.fold import FoldConfig, UserModelFolder
+from services.usermodel.fold import FoldConfig, PreparedFold, UserModelFolder
 from services.usermodel.keys import UserModelKeys
 from services.usermodel.namespace import Namespaces, RedisWatermarks
 from services.usermodel.service import EVENT_ADAPTER
@@ -46,20 +46,21 @@ async def rebuild_namespace(
     namespace: str,
     *,
     since: datetime | None = None,
-    batch_records: int = 5_000,
+    batch_records: int = 50_000,
     progress: ReplayProgress | None = None,
 ) -> tuple[ReadStats, int]:
     """Fold the whole events topic into ``namespace``; return the read stats and how
     many records were not valid events (they are in the dead-letter topic already)."""
     keys = UserModelKeys(namespace)
-    folder = UserModelFolder(redis, FoldConfig.from_settings(settings))
+    folder = UserModelFolder(redis, FoldConfig.from_settings(settings), direct=True)
     store = RedisWatermarks(redis, keys)
     marks: dict[int, Watermark] = {}
     rejected = 0
 
-    async def on_batch(records: Sequence[Any]) -> None:
+    def prepare(records: Sequence[Any]) -> Coroutine[Any, Any, None]:
         nonlocal rejected
         plan = plan_batch(records, marks)
+        marks.update(plan.marks)
         batch = decode_batch(
             plan.apply,  # type: ignore[arg-type]
             EVENT_ADAPTER,
@@ -68,13 +69,15 @@ async def rebuild_namespace(
             epochs={p: mark.epoch for p, mark in plan.marks.items()},
         )
         rejected += len(batch.rejected)
-        await folder.fold(batch.accepted, keys)
-        marks.update(plan.marks)
-        await store.save_watermarks(plan.marks)
+        return folded(folder.prepare(batch.accepted, keys), plan.marks)
+
+    async def folded(lanes: list[PreparedFold], applied: dict[int, Watermark]) -> None:
+        await folder.apply(lanes)
+        await store.save_watermarks(applied)
 
     stats = await read_topic(
-        settings, EVENTS.name, on_batch, since=since, batch_records=batch_records,
-        progress=progress,
+        settings, EVENTS.name, prepare, since=since, batch_records=batch_records,
+        lanes=EVENTS.partitions, progress=progress,
     )  # fmt: skip
     return stats, rejected
 
@@ -85,7 +88,7 @@ async def replay_usermodel(
     *,
     since: datetime | None = None,
     drop_previous: bool = False,
-    batch_records: int = 5_000,
+    batch_records: int = 50_000,
     progress: ReplayProgress | None = None,
 ) -> UserModelReplay:
     namespaces = Namespaces(redis, settings.redis_namespace)

@@ -21,6 +21,7 @@ from services.common.consumer import (
     raw_records,
     retry_through_outage,
 )
+from services.common.kafka import log_start_probe
 from services.common.metrics import BATCH_SECONDS, count_batch
 from services.common.offsets import PartitionTracker
 from services.common.redis import REDIS_OUTAGE_ERRORS
@@ -45,7 +46,7 @@ def events_router(settings: Settings, redis: Redis) -> KafkaRouter:
     group = consumer_group(settings)
     folder = UserModelFolder(redis, FoldConfig.from_settings(settings))
     namespaces = Namespaces(redis, settings.redis_namespace)
-    tracker = PartitionTracker(EVENTS.name, log_may_reset=settings.kafka_log_may_reset)
+    tracker = PartitionTracker(EVENTS.name, probe=log_start_probe(settings))
     router = KafkaRouter()
 
     @batch_subscriber(
@@ -58,25 +59,30 @@ def events_router(settings: Settings, redis: Redis) -> KafkaRouter:
     async def on_events(message: KafkaMessage, broker: KafkaBroker) -> None:
         started = time.perf_counter()
         records = raw_records(message)
-        keys = await retry_through_outage(namespaces.active_keys, REDIS_OUTAGE_ERRORS)
-        store = RedisWatermarks(redis, keys)
-        plan = await retry_through_outage(
-            lambda: tracker.plan(records, store, message.consumer), REDIS_OUTAGE_ERRORS
-        )
-        batch = decode_batch(
-            plan.apply,  # type: ignore[arg-type]
-            EVENT_ADAPTER,
-            consumer=group,
-            max_bytes=settings.max_message_bytes,
-            epochs={p: mark.epoch for p, mark in plan.marks.items()},
-        )
-        count_batch(group, [r.topic for r in records], batch.rejected)
-        await publish_dead_letters(broker, batch.rejected)
-        await retry_through_outage(lambda: folder.fold(batch.accepted, keys), REDIS_OUTAGE_ERRORS)
-        await retry_through_outage(lambda: store.save_watermarks(plan.marks), REDIS_OUTAGE_ERRORS)
+
+        async def fold_batch() -> tuple[int, int]:
+            # All of it again after an outage: Redis may have come back without what it
+            # held (no persistence, or its last second lost), so the plan is made anew.
+            keys = await namespaces.active_keys()
+            store = RedisWatermarks(redis, keys)
+            plan = await tracker.plan(records, store, message.consumer)
+            batch = decode_batch(
+                plan.apply,  # type: ignore[arg-type]
+                EVENT_ADAPTER,
+                consumer=group,
+                max_bytes=settings.max_message_bytes,
+                epochs={p: mark.epoch for p, mark in plan.marks.items()},
+            )
+            await publish_dead_letters(broker, batch.rejected)
+            await folder.fold(batch.accepted, keys)
+            await store.save_watermarks(plan.marks)
+            return len(batch.accepted), plan.skipped
+
+        folded, skipped = await retry_through_outage(fold_batch, REDIS_OUTAGE_ERRORS)
+        count_batch(group, [r.topic for r in records])
         BATCH_SECONDS.labels(group).observe(time.perf_counter() - started)
-        EVENTS_FOLDED.inc(len(batch.accepted))
-        EVENTS_SKIPPED.inc(plan.skipped)
+        EVENTS_FOLDED.inc(folded)
+        EVENTS_SKIPPED.inc(skipped)
 
     return router
 

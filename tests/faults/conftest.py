@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,8 +109,8 @@ async def applied_offsets(redis: Redis, settings: Settings) -> dict[int, int]:
 
 
 async def caught_up(redis: Redis, settings: Settings) -> bool:
-    async def ignore(records: Any) -> None:
-        return None
+    def ignore(records: Any) -> Coroutine[Any, Any, None]:
+        return asyncio.sleep(0)
 
     ends = (await read_topic(settings, EVENTS.name, ignore)).ends
     applied = await applied_offsets(redis, settings)
@@ -174,8 +174,9 @@ async def read_dead_letters(settings: Settings, expected: int) -> list[DeadLette
     """Read the dead-letter topic until ``expected`` records are there (with a deadline)."""
     letters: list[DeadLetterRecord] = []
 
-    async def collect(records: Sequence[Any]) -> None:
+    def collect(records: Sequence[Any]) -> Coroutine[Any, Any, None]:
         letters.extend(DeadLetterRecord.model_validate_json(r.value) for r in records)
+        return asyncio.sleep(0)
 
     async def enough() -> bool:
         letters.clear()

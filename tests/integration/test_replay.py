@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,8 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: fl
 
 
 async def topic_ends(settings: Settings, topic: str) -> dict[int, int]:
-    async def ignore(records: Any) -> None:
-        return None
+    def ignore(records: Any) -> Coroutine[Any, Any, None]:
+        return asyncio.sleep(0)
 
     return (await read_topic(settings, topic, ignore)).ends
 

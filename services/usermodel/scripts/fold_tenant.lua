@@ -1,26 +1,71 @@
--- Apply tenant-level updates produced by fold_user.lua: trending (time-decayed
--- popularity), all-time popularity and item co-occurrence. Atomic, one Redis Cluster
--- slot: every key shares the tenant's hash tag.
+-- Apply tenant-level updates produced by fold_user.lua: trending (popularity with a
+-- short half-life), popularity (a long half-life, or none) and item co-occurrence.
+-- Atomic, one Redis Cluster slot: every key shares the tenant's hash tag.
 --
 -- KEYS: 1 applied offsets (hash "user|partition id" -> offset), 2 trending (zset),
 --       3 meta (hash), 4 popular (zset), 5.. co-occurrence zsets, one per item named in
 --       ARGV[2].keys
--- ARGV[1]: config {lam: trending decay rate per ms}
+-- ARGV[1]: config {lam: trending decay rate per ms, pop: popularity decay rate per ms
+--          (0: never decays)}
 -- ARGV[2]: {updates: [{u user, p, o, it, s, t, co}] sorted by (p, o), keys: {item: index}}
 --
 -- Updates come from the users' outboxes, each user's in offset order; an update at or
 -- below the offset already applied for its user and partition changes nothing, so a
 -- call repeated after a crash is harmless. (The mark is per user, not per partition: an
 -- outbox left by a crashed attempt may carry one user's updates ahead of other users'
--- earlier ones, which arrive in a later call.) Trending uses forward decay: scores are
--- stored relative to a landmark time and rescaled when they would grow too large.
+-- earlier ones, which arrive in a later call.)
+--
+-- Decayed scores use forward decay: a score is stored relative to a landmark time
+-- (weight s * exp(rate * (t - landmark))) and the set is rescaled when weights would
+-- grow too large; every item then decays by the same factor, so the order is the order
+-- of the decayed scores, and a sum does not depend on the order of its terms.
 
 local applied, trending, meta, popular = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local cfg = cjson.decode(ARGV[1])
 local input = cjson.decode(ARGV[2])
 
-local landmark = tonumber(redis.call('HGET', meta, 'trending_landmark_ms') or 'nan')
-local count = 0
+local function num(text) return string.format('%.17g', text) end
+
+local Decayed = {}
+Decayed.__index = Decayed
+
+local function decayed(key, rate, landmark_field)
+  local landmark = tonumber(redis.call('HGET', meta, landmark_field) or 'nan')
+  return setmetatable(
+    {key = key, rate = rate, field = landmark_field, landmark = landmark, pending = {}},
+    Decayed)
+end
+
+-- Increments are summed per item and written once per call (and before a rescale).
+function Decayed:flush()
+  for item, amount in pairs(self.pending) do
+    redis.call('ZINCRBY', self.key, num(amount), item)
+  end
+  self.pending = {}
+end
+
+function Decayed:add(item, amount, t)
+  local x = 0
+  if self.rate ~= 0 then
+    if self.landmark ~= self.landmark then  -- NaN: the first update sets the landmark
+      self.landmark = t
+      redis.call('HSET', meta, self.field, string.format('%d', t))
+    end
+    x = self.rate * (t - self.landmark)
+    if x > 40 then
+      self:flush()
+      redis.call('ZUNIONSTORE', self.key, 1, self.key, 'WEIGHTS', num(math.exp(-x)))
+      self.landmark = t
+      redis.call('HSET', meta, self.field, string.format('%d', t))
+      x = 0
+    end
+  end
+  self.pending[item] = (self.pending[item] or 0) + amount * math.exp(x)
+end
+
+local hot = decayed(trending, cfg.lam, 'trending_landmark_ms')
+local lasting = decayed(popular, cfg.pop, 'popular_landmark_ms')
+
 local done = {}  -- "user|partition" -> last offset applied, for the users in this call
 do
   local fields = {}
@@ -37,36 +82,42 @@ do
     for i, field in ipairs(chunk) do done[field] = tonumber(stored[i] or '-1') end
   end
 end
+
 local changed = {}
+local count = 0
+local pairs_seen = {}  -- co-occurrence key index -> other item -> count, written once
+
+local function pair(key_index, other)
+  local row = pairs_seen[key_index]
+  if row == nil then
+    row = {}
+    pairs_seen[key_index] = row
+  end
+  row[other] = (row[other] or 0) + 1
+end
 
 for _, u in ipairs(input.updates) do
   local field = u.u .. '|' .. u.p
   if u.o > done[field] then
     done[field] = u.o
     changed[field] = true
-    if landmark ~= landmark then  -- NaN: the first update sets the landmark
-      landmark = u.t
-      redis.call('HSET', meta, 'trending_landmark_ms', string.format('%d', landmark))
-    end
-    local x = cfg.lam * (u.t - landmark)
-    if x > 40 then
-      redis.call('ZUNIONSTORE', trending, 1, trending, 'WEIGHTS', string.format('%.17g', math.exp(-x)))
-      landmark = u.t
-      redis.call('HSET', meta, 'trending_landmark_ms', string.format('%d', landmark))
-      x = 0
-    end
-    redis.call('ZINCRBY', trending, string.format('%.17g', u.s * math.exp(x)), u.it)
-    redis.call('ZINCRBY', popular, string.format('%.17g', u.s), u.it)
+    hot:add(u.it, u.s, u.t)
+    lasting:add(u.it, u.s, u.t)
     if type(u.co) == 'table' then
       for _, other in ipairs(u.co) do
-        redis.call('ZINCRBY', KEYS[input.keys[u.it]], 1, other)
-        redis.call('ZINCRBY', KEYS[input.keys[other]], 1, u.it)
+        pair(input.keys[u.it], other)
+        pair(input.keys[other], u.it)
       end
     end
     count = count + 1
   end
 end
 
+hot:flush()
+lasting:flush()
+for key_index, row in pairs(pairs_seen) do
+  for other, n in pairs(row) do redis.call('ZINCRBY', KEYS[key_index], n, other) end
+end
 for field in pairs(changed) do
   redis.call('HSET', applied, field, string.format('%d', done[field]))
 end

@@ -5,7 +5,9 @@
 --       4 tags (hash tag -> "affinity:time"), 5 events (hash name -> count),
 --       6 seen message ids (zset), 7 outbox (list of pending tenant updates)
 -- ARGV[1]: config {rw rating weight, pm prior mean, pc prior count, rl recent limit,
---          hl tag half-life ms, dw dedupe window, cw co-occurrence window}
+--          hl tag half-life ms, dw dedupe window, cw co-occurrence window, direct: return
+--          the updates without keeping an outbox (a replay into a fresh namespace, which is
+--          thrown away if it fails, needs no crash recovery)}
 -- ARGV[2]: events [{p partition id ("3", or "3.1" in epoch 1), o offset, id messageId, t time ms, e name, it item|false,
 --          w weight|false, r rating|false, tg tags, tr traits|false}]
 -- Returns the outbox: the tenant-level updates (trending, popularity, co-occurrence) not
@@ -36,20 +38,30 @@ local changed = false
 local event_counts = {}
 local recent_size = redis.call('ZCARD', recent)
 
+local tag_cache = {}  -- tag -> {value, at}: read once per call, written back at the end
+local direct_updates = {}
+
 local function decayed_add(field, amount, t)
-  local stored = redis.call('HGET', tags, field)
-  local value, at = 0, t
-  if stored then
-    local sep = string.find(stored, ':', 1, true)
-    value, at = tonumber(string.sub(stored, 1, sep - 1)), tonumber(string.sub(stored, sep + 1))
+  local entry = tag_cache[field]
+  if entry == nil then
+    local stored = redis.call('HGET', tags, field)
+    if stored then
+      local sep = string.find(stored, ':', 1, true)
+      entry = {tonumber(string.sub(stored, 1, sep - 1)), tonumber(string.sub(stored, sep + 1))}
+    else
+      entry = {0, t}
+    end
+    tag_cache[field] = entry
   end
+  local value, at = entry[1], entry[2]
   if t >= at then
     value = value * math.pow(2, -(t - at) / cfg.hl) + amount
     at = t
   else
     value = value + amount * math.pow(2, -(at - t) / cfg.hl)
   end
-  redis.call('HSET', tags, field, string.format('%.10g', value) .. ':' .. fmt(at))
+  -- Rounded as it is stored, so the result does not depend on how events are batched.
+  entry[1], entry[2] = tonumber(string.format('%.10g', value)), at
 end
 
 local function strength_of(ev)
@@ -100,8 +112,12 @@ local function apply(ev)
   end
 
   if s > 0 then
-    redis.call('RPUSH', outbox, cjson.encode(
-      {p = ev.p, o = ev.o, it = ev.it, s = s, t = ev.t, co = pairs_with}))
+    local update = cjson.encode({p = ev.p, o = ev.o, it = ev.it, s = s, t = ev.t, co = pairs_with})
+    if cfg.direct then
+      direct_updates[#direct_updates + 1] = update
+    else
+      redis.call('RPUSH', outbox, update)
+    end
   end
 end
 
@@ -131,9 +147,19 @@ if changed then
   redis.call('HSET', state, unpack(flat))
   for name, n in pairs(event_counts) do redis.call('HINCRBY', counts, name, n) end
 end
+local tag_fields = {}
+for field, entry in pairs(tag_cache) do
+  tag_fields[#tag_fields + 1] = field
+  tag_fields[#tag_fields + 1] = string.format('%.10g', entry[1]) .. ':' .. fmt(entry[2])
+end
+for first = 1, #tag_fields, 1000 do  -- unpack() has a limit on how many values it takes
+  redis.call('HSET', tags, unpack(tag_fields, first, math.min(first + 999, #tag_fields)))
+end
+
 if added_ids > 0 then
   local extra = redis.call('ZCARD', seen) - cfg.dw
   if extra > 0 then redis.call('ZREMRANGEBYRANK', seen, 0, extra - 1) end
 end
 
+if cfg.direct then return direct_updates end
 return redis.call('LRANGE', outbox, 0, -1)
