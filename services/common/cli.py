@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bench.cli import bench_app
 from services.common.evaluation.cli import eval_app
 from services.common.settings import Settings, SettingsError, load_settings
 
@@ -28,6 +29,7 @@ state_app = typer.Typer(help="Derived state (Redis, vector index).", no_args_is_
 app.add_typer(model_app, name="model")
 app.add_typer(state_app, name="state")
 app.add_typer(eval_app, name="eval")
+app.add_typer(bench_app, name="bench")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 

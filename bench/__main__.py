@@ -1,0 +1,5 @@
+"""``python -m bench``: the same as ``attune bench``."""
+
+from bench.cli import main
+
+main()

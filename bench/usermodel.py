@@ -1,0 +1,250 @@
+"""User-model events/s, live, next to Redis doing the same commands alone.
+
+Three passes over the same MovieLens ratings (timestamp order), each in batches of the
+consumer's size:
+
+1. the fold alone: ``UserModelFolder.fold`` on decoded events, no Kafka (a breakdown);
+   every Redis pipeline it sends is recorded;
+2. the raw limit: those recorded pipelines (the same EVALSHA calls on the same keys
+   with the same arguments) replayed on an emptied namespace: Redis and its Lua work
+   with no Kafka and no Python fold;
+3. the figure: the events produced to the events topic, then ``attune run usermodel``
+   folding them live, from its first consumed batch to its /metrics counting all.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bench.context import Context
+from bench.results import Figure, Target
+from bench.services import (
+    ConsumerRun,
+    Sample,
+    follow_consumer,
+    metric,
+    scrape,
+    wait_for_metric,
+)
+from bench.workloads import envelopes
+from schemas.events import BehaviourEvent
+from services.common.datasets import produce, rich_progress
+from services.common.redis import make_redis
+from services.usermodel.fold import FoldConfig, UserModelFolder
+from services.usermodel.keys import UserModelKeys
+
+TARGET = Target("at_least", 15_000, ">= 15,000 events/s per process")
+PARTITIONS = 6
+CONSUMED = "attune_consumer_messages_total"
+
+Recorded = list[list[tuple[tuple[Any, ...], dict[str, Any]]]]
+
+
+def record_pipelines(redis: Redis, log: Recorded) -> None:
+    """Make every pipeline of ``redis`` append its commands to ``log`` when executed."""
+    original = redis.pipeline
+
+    def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Any:
+        pipe = original(transaction=transaction, shard_hint=shard_hint)
+        execute = pipe.execute
+
+        async def recorded(raise_on_error: bool = True) -> list[Any]:
+            log.append([(tuple(args), dict(options)) for args, options in pipe.command_stack])
+            return await execute(raise_on_error=raise_on_error)
+
+        setattr(pipe, "execute", recorded)  # noqa: B010 - an instance attribute on purpose
+        return pipe
+
+    setattr(redis, "pipeline", pipeline)  # noqa: B010
+
+
+async def replay(redis: Redis, log: Recorded) -> None:
+    for commands in log:
+        pipe = redis.pipeline(transaction=False)
+        for args, options in commands:
+            pipe.execute_command(*args, **options)
+        await pipe.execute()
+
+
+async def redis_cpu_seconds(redis: Redis) -> float:
+    """CPU seconds the Redis server's main thread has used (where commands and Lua run)."""
+    info = await redis.info("cpu")
+    user = info.get("used_cpu_user_main_thread", info.get("used_cpu_user", 0.0))
+    system = info.get("used_cpu_sys_main_thread", info.get("used_cpu_sys", 0.0))
+    return float(user) + float(system)
+
+
+async def top_commands(redis: Redis, top: int = 10) -> list[dict[str, Any]]:
+    """Commands by server time since the last CONFIG RESETSTAT (those run inside Lua
+    scripts counted too)."""
+    stats = await redis.info("commandstats")
+    rows: list[dict[str, Any]] = [
+        {"command": name.removeprefix("cmdstat_"), "calls": int(v["calls"]),
+         "usec": int(v["usec"]), "usec_per_call": float(v["usec_per_call"])}
+        for name, v in stats.items()
+        if isinstance(v, dict) and "usec" in v
+    ]  # fmt: skip
+    return sorted(rows, key=lambda row: -row["usec"])[:top]
+
+
+async def delete_namespace(redis: Redis, namespace: str) -> int:
+    deleted = 0
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=f"{namespace}:*", count=1_000):
+        batch.append(key)
+        if len(batch) >= 1_000:
+            deleted += await redis.unlink(*batch)
+            batch = []
+    if batch:
+        deleted += await redis.unlink(*batch)
+    return deleted
+
+
+async def fold_live(
+    ctx: Context, events: list[BehaviourEvent]
+) -> tuple[ConsumerRun, list[Sample], float]:
+    """Produce ``events`` to the events topic, then fold them with ``attune run usermodel``
+    (the default group and namespace); return its timing, final /metrics, produce time."""
+    count = len(events)
+    began = time.perf_counter()
+    with rich_progress("events -> Kafka", console=ctx.console) as progress:
+        await produce(ctx.settings, events, progress=progress)
+    produce_s = time.perf_counter() - began
+    ctx.events_on_topic += count
+    group = f"{ctx.settings.kafka_group_prefix}-usermodel"
+    async with ctx.service("usermodel") as service:
+        with rich_progress("attune run usermodel", console=ctx.console) as progress:
+            consumer = await follow_consumer(
+                service,
+                started_metric=lambda s: metric(s, CONSUMED, consumer=group),
+                done_metric=lambda s: metric(s, "attune_usermodel_events_total"),
+                target=count,
+                deadline_s=count / 500 + 120,
+                progress=progress,
+            )
+        samples = await scrape(service)
+    ctx.events_folded += int(consumer.done)
+    return consumer, samples, produce_s
+
+
+async def fold_live_only(ctx: Context) -> None:
+    """The MovieLens users' models, for the query figures, without measuring."""
+    await fold_live(ctx, ctx.data.events)
+
+
+async def run(ctx: Context) -> None:
+    ctx.say("[bold]usermodel[/bold]: Kafka -> fold (Lua) -> Redis vs Redis alone")
+    events = ctx.data.events[: ctx.sizes.usermodel_events]
+    count = len(events)
+    batch = ctx.settings.consumer_max_records
+    config = FoldConfig.from_settings(ctx.settings)
+    decoded = envelopes(events, PARTITIONS)
+
+    redis = make_redis(ctx.settings)
+    try:
+        namespace = f"bench-fold-{ctx.run_id}"
+        log: Recorded = []
+        recording = make_redis(ctx.settings)
+        record_pipelines(recording, log)
+        folder = UserModelFolder(recording, config)
+        keys = UserModelKeys(namespace)
+        with rich_progress("fold alone (no Kafka)", console=ctx.console) as progress:
+            began = time.perf_counter()
+            for start in range(0, count, batch):
+                await folder.fold(decoded[start : start + batch], keys)
+                progress(min(start + batch, count), count)
+            fold_s = time.perf_counter() - began
+        await recording.aclose()
+        await delete_namespace(redis, namespace)
+
+        commands = sum(len(c) for c in log)
+        await redis.config_resetstat()
+        cpu_before = await redis_cpu_seconds(redis)
+        began = time.perf_counter()
+        await replay(redis, log)
+        replay_s = time.perf_counter() - began
+        replay_cpu = await redis_cpu_seconds(redis) - cpu_before
+        command_stats = await top_commands(redis)
+        await delete_namespace(redis, namespace)
+        raw_rate, fold_rate = count / replay_s, count / fold_s
+        ctx.say(
+            f"  Redis alone (the same {commands:,} script calls, pipelined): {raw_rate:,.0f} "
+            f"events/s (Redis busy {replay_cpu / replay_s:.0%}); fold alone: "
+            f"{fold_rate:,.0f} events/s"
+        )
+    finally:
+        await redis.aclose()
+
+    redis = make_redis(ctx.settings)
+    try:
+        cpu_before = await redis_cpu_seconds(redis)
+        consumer, samples, produce_s = await fold_live(ctx, events)
+        live_cpu = await redis_cpu_seconds(redis) - cpu_before
+    finally:
+        await redis.aclose()
+    group = f"{ctx.settings.kafka_group_prefix}-usermodel"
+    ctx.results.notes.append(
+        f"bulk load (services.common.datasets.produce) of {count:,} MovieLens ratings: "
+        f"{count / produce_s:,.0f} events/s"
+    )
+    rate = count / consumer.seconds
+    batches = metric(samples, "attune_consumer_batch_size_count", consumer=group)
+    batch_s = metric(samples, "attune_consumer_batch_duration_seconds_sum", consumer=group)
+    figure = ctx.results.add(
+        Figure(
+            key="usermodel",
+            title="usermodel events/s, live",
+            measured=rate,
+            unit="events/s",
+            raw=raw_rate,
+            raw_label="Redis pipeline of the same commands, no Kafka, no Python fold",
+            target=TARGET,
+            details={
+                "events": count,
+                "consumer_seconds": consumer.seconds,
+                "timed_out": consumer.timed_out,
+                "batches": batches,
+                "mean_batch": count / batches if batches else None,
+                "batch_seconds_in_service": batch_s,
+                "fold_alone_events_per_s": fold_rate,
+                "redis_commands": commands,
+                "redis_pipelines": len(log),
+                "redis_cpu_s_replay": replay_cpu,
+                "redis_bound_events_per_s": count / replay_cpu if replay_cpu else None,
+                "redis_cpu_s_live": live_cpu,
+                "redis_busy_share_live": live_cpu / consumer.seconds if consumer.seconds else None,
+                "redis_commands_by_time": command_stats,
+                "produce_msgs_per_s": count / produce_s,
+            },
+        )
+    )
+    ctx.say(
+        f"  attune run usermodel: {rate:,.0f} events/s (Redis busy "
+        f"{live_cpu / consumer.seconds:.0%})"
+    )
+    if figure.met is False and ctx.profiles:
+        settings = ctx.settings.model_copy(
+            update={
+                "kafka_group_prefix": f"bench-um-profile-{ctx.run_id}",
+                "redis_namespace": f"bench-profile-{ctx.run_id}",
+            }
+        )
+        profile_group = f"{settings.kafka_group_prefix}-usermodel"
+        async with ctx.service("usermodel", settings) as service:
+            await wait_for_metric(
+                service,
+                lambda s: metric(s, "attune_consumer_messages_total", consumer=profile_group),
+                deadline_s=60,
+            )
+            await ctx.profile(figure, service, "attune run usermodel folding MovieLens ratings")
+        redis = make_redis(ctx.settings)
+        try:
+            await delete_namespace(redis, settings.redis_namespace)
+        finally:
+            await redis.aclose()
+
+
+__all__ = ["delete_namespace", "fold_live", "fold_live_only", "record_pipelines", "replay", "run"]
