@@ -24,7 +24,8 @@ from importlib.resources import files
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.commands.core import AsyncScript
 
 from schemas.events import BehaviourEvent
 from services.common.consumer import Envelope
@@ -33,6 +34,9 @@ from services.usermodel.keys import UserModelKeys
 
 MAX_TAGS_PER_EVENT = 32
 _DAY_MS = 86_400_000
+
+ScriptCall = tuple[list[str], list[Any]]  # KEYS, ARGV
+CLUSTER_CONCURRENCY = 16  # script calls in flight at once on a Redis Cluster
 
 
 def _script(name: str) -> str:
@@ -219,16 +223,32 @@ class UserModelFolder:
             tenant_updates=sum(s.tenant_updates for s in stats),
         )
 
+    async def _run_scripts(self, script: AsyncScript, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run script calls in one round trip: a pipeline on a single Redis; on a Redis
+        Cluster (where redis-py does not pipeline scripts) concurrently, each call going
+        to the node that holds its slot."""
+        if isinstance(self.redis, RedisCluster):
+            limit = asyncio.Semaphore(CLUSTER_CONCURRENCY)
+
+            async def call(keys: list[str], args: list[Any]) -> Any:
+                async with limit:
+                    return await script(keys=keys, args=args)
+
+            return list(await asyncio.gather(*(call(keys, args) for keys, args in calls)))
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in calls:
+            await script(keys=keys, args=args, client=pipe)
+        return list(await pipe.execute())
+
     async def _apply_lane(self, lane: PreparedFold) -> FoldStats:
         keys = lane.keys
-        pipe = self.redis.pipeline(transaction=False)
-        for (tenant, user), payload in zip(lane.users, lane.payloads, strict=True):
-            await self._fold_user(
-                keys=keys.user(tenant, user).for_fold(),
-                args=[self._user_config, payload],
-                client=pipe,
-            )
-        outboxes = await pipe.execute()
+        outboxes = await self._run_scripts(
+            self._fold_user,
+            [
+                (keys.user(tenant, user).for_fold(), [self._user_config, payload])
+                for (tenant, user), payload in zip(lane.users, lane.payloads, strict=True)
+            ],
+        )
 
         updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         users_with_updates: list[tuple[str, str]] = []
@@ -239,10 +259,8 @@ class UserModelFolder:
 
         applied = 0
         if updates:
-            pipe = self.redis.pipeline(transaction=False)
-            for tenant, tenant_updates in updates.items():
-                await self._apply_tenant_updates(pipe, keys, tenant, tenant_updates)
-            applied = sum(await pipe.execute())
+            calls = [self._tenant_call(keys, tenant, found) for tenant, found in updates.items()]
+            applied = sum(await self._run_scripts(self._fold_tenant, calls))
             if not self.direct:
                 pipe = self.redis.pipeline(transaction=False)
                 for tenant, user in users_with_updates:
@@ -250,13 +268,9 @@ class UserModelFolder:
                 await pipe.execute()
         return FoldStats(events=lane.events, users=len(lane.users), tenant_updates=applied)
 
-    async def _apply_tenant_updates(
-        self,
-        pipe: Any,
-        namespace: UserModelKeys,
-        tenant: str,
-        tenant_updates: list[dict[str, Any]],
-    ) -> None:
+    def _tenant_call(
+        self, namespace: UserModelKeys, tenant: str, tenant_updates: list[dict[str, Any]]
+    ) -> ScriptCall:
         keys = namespace.tenant(tenant)
         tenant_updates.sort(key=lambda u: (u["p"], u["o"]))
         co_items: dict[str, int] = {}
@@ -267,14 +281,10 @@ class UserModelFolder:
                 co_items.setdefault(item, len(co_items) + 5)  # KEYS 1-4 are fixed
         script_keys = [keys.applied, keys.trending, keys.meta, keys.popular]
         script_keys.extend(keys.co(item) for item in co_items)
-        await self._fold_tenant(
-            keys=script_keys,
-            args=[
-                self.config.tenant_script_config(),
-                orjson.dumps({"updates": tenant_updates, "keys": co_items}),
-            ],
-            client=pipe,
-        )
+        return script_keys, [
+            self.config.tenant_script_config(),
+            orjson.dumps({"updates": tenant_updates, "keys": co_items}),
+        ]
 
 
 __all__ = [
