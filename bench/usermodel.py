@@ -9,7 +9,9 @@ consumer's size:
    with the same arguments) replayed on an emptied namespace: Redis and its Lua work
    with no Kafka and no Python fold;
 3. the figure: the events produced to the events topic, then ``attune run usermodel``
-   folding them live, from its first consumed batch to its /metrics counting all.
+   folding them live, from its first consumed batch to its /metrics counting all;
+4. the replay: the whole events topic folded again into a fresh namespace, as
+   ``attune replay usermodel`` does, timed, and its digest compared with the live one.
 """
 
 from __future__ import annotations
@@ -33,10 +35,15 @@ from bench.workloads import envelopes
 from schemas.events import BehaviourEvent
 from services.common.datasets import produce, rich_progress
 from services.common.redis import make_redis
+from services.common.runner import tune_gc
+from services.usermodel.digest import digest_namespace
 from services.usermodel.fold import FoldConfig, UserModelFolder
 from services.usermodel.keys import UserModelKeys
+from services.usermodel.namespace import Namespaces
+from services.usermodel.replay import rebuild_namespace
 
 TARGET = Target("at_least", 15_000, ">= 15,000 events/s per process")
+REPLAY_TARGET = Target("at_least", 20_000, ">= 20,000 events/s, same digest as live")
 PARTITIONS = 6
 CONSUMED = "attune_consumer_messages_total"
 
@@ -225,6 +232,7 @@ async def run(ctx: Context) -> None:
         f"  attune run usermodel: {rate:,.0f} events/s (Redis busy "
         f"{live_cpu / consumer.seconds:.0%})"
     )
+    await replay_figure(ctx, fold_rate)
     if figure.met is False and ctx.profiles:
         settings = ctx.settings.model_copy(
             update={
@@ -247,4 +255,59 @@ async def run(ctx: Context) -> None:
             await redis.aclose()
 
 
-__all__ = ["delete_namespace", "fold_live", "fold_live_only", "record_pipelines", "replay", "run"]
+async def replay_figure(ctx: Context, fold_rate: float) -> None:
+    """Fold the whole events topic again into a fresh namespace (what ``attune replay
+    usermodel`` does before it switches) and compare its digest with the live model's."""
+    config = FoldConfig.from_settings(ctx.settings)
+    tune_gc()  # as `attune replay` does
+    redis = make_redis(ctx.settings)
+    namespace = f"bench-replay-{ctx.run_id}"
+    try:
+        live = await Namespaces(redis, ctx.settings.redis_namespace).active()
+        with rich_progress("replay -> fresh namespace", console=ctx.console) as progress:
+            stats, rejected = await rebuild_namespace(
+                ctx.settings, redis, namespace, progress=progress
+            )
+        live_digest = await digest_namespace(redis, UserModelKeys(live), config)
+        replay_digest = await digest_namespace(redis, UserModelKeys(namespace), config)
+        await delete_namespace(redis, namespace)
+    finally:
+        await redis.aclose()
+    same = live_digest.hexdigest() == replay_digest.hexdigest()
+    ctx.results.add(
+        Figure(
+            key="usermodel_replay",
+            title="usermodel replay events/s (fresh namespace, whole topic)",
+            measured=stats.rate if same else None,
+            unit="events/s",
+            raw=fold_rate,
+            raw_label="the fold alone on decoded events, no Kafka",
+            target=REPLAY_TARGET,
+            details={
+                "records": stats.records,
+                "seconds": stats.seconds,
+                "rejected": rejected,
+                "digest_live": live_digest.hexdigest(),
+                "digest_replay": replay_digest.hexdigest(),
+                "same_digest": same,
+                "digest_lines": len(live_digest.lines),
+            },
+            notes=[] if same else ["the replayed digest differs from the live one"],
+        )
+    )
+    ctx.say(
+        f"  replay: {stats.records:,} events in {stats.seconds:.1f} s ({stats.rate:,.0f} "
+        f"events/s); digest {'equal to' if same else '[red]DIFFERENT from[/red]'} the live "
+        f"fold's ({live_digest.hexdigest()[:12]})"
+    )
+
+
+__all__ = [
+    "delete_namespace",
+    "fold_live",
+    "fold_live_only",
+    "record_pipelines",
+    "replay",
+    "replay_figure",
+    "run",
+]
