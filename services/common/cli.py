@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +15,7 @@ from rich.console import Console
 
 from bench.cli import bench_app
 from services.common.evaluation.cli import eval_app
+from services.common.logs import LogFormat, configure_logging
 from services.common.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -44,10 +45,33 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+def _configure_logging(
+    level: str, settings: Settings | None = None, *, service: str, default_format: LogFormat
+) -> None:
+    """Log records to stderr: JSON lines (with trace and span ids) or text, as
+    ATTUNE_LOG_FORMAT says, else as the command's default."""
+    fmt = settings.log_format if settings is not None and settings.log_format else default_format
+    configure_logging(level, service=f"attune-{service}", fmt=fmt)
+
+
+@contextlib.contextmanager
+def _telemetry(service: str) -> Iterator[None]:
+    """Tracing for this process, as the OTEL_* variables say; flushed at the end."""
+    from services.common.telemetry import (
+        TelemetryConfigError,
+        configure_telemetry,
+        shutdown_telemetry,
     )
+
+    try:
+        configure_telemetry(service)
+    except TelemetryConfigError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        yield
+    finally:
+        shutdown_telemetry()
 
 
 @app.command()
@@ -74,7 +98,8 @@ def dev(
     from services.common.runner import tune_gc
 
     settings = _settings()
-    _configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    level = "WARNING" if settings.log_level == "INFO" else settings.log_level
+    _configure_logging(level, settings, service="dev", default_format="text")
 
     def run(folder: Path) -> None:
         tune_gc()
@@ -83,11 +108,12 @@ def dev(
         )
 
     try:
-        if data_dir is not None:
-            run(data_dir)
-        else:
-            with tempfile.TemporaryDirectory(prefix="attune-dev-") as folder:
-                run(Path(folder))
+        with _telemetry("dev"):
+            if data_dir is not None:
+                run(data_dir)
+            else:
+                with tempfile.TemporaryDirectory(prefix="attune-dev-") as folder:
+                    run(Path(folder))
     except StackError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
@@ -110,9 +136,10 @@ def run_service(
         console.print(f"[red]unknown service {service!r}: one of {names}[/red]")
         raise typer.Exit(2)
     settings = _settings()
-    _configure_logging(settings.log_level)
-    runner.tune_gc()
-    asyncio.run(runner.run_service(service, settings))
+    _configure_logging(settings.log_level, settings, service=service, default_format="json")
+    with _telemetry(service):
+        runner.tune_gc()
+        asyncio.run(runner.run_service(service, settings))
 
 
 @app.command()
@@ -135,7 +162,7 @@ def replay(
         console.print(f"[red]unknown target {target!r}: usermodel, embedder or all[/red]")
         raise typer.Exit(2)
     settings = _settings()
-    _configure_logging("WARNING")
+    _configure_logging("WARNING", settings, service="replay", default_format="text")
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     tune_gc()

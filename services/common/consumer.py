@@ -28,7 +28,7 @@ from tenacity import (
 
 from schemas.deadletter import DeadLetterReason, DeadLetterRecord
 from schemas.topics import DEAD_LETTER
-from services.common.metrics import count_dead_letters
+from services.common.metrics import count_dead_letters, set_dependency_up
 from services.common.offsets import partition_id
 from services.common.settings import Settings
 
@@ -229,18 +229,29 @@ async def retry_through_outage(
     transient: tuple[type[BaseException], ...],
     *,
     max_wait_s: float = 10.0,
+    dependency: str | None = None,
 ) -> R:
     """Run ``operation`` until it succeeds, backing off exponentially (capped) on the
     ``transient`` errors: a dependency outage pauses the consumer, it never drops a
-    batch. Any other error propagates (the batch is not committed)."""
+    batch. Any other error propagates (the batch is not committed). ``dependency``
+    names what an outage is of, for the ``attune_dependency_up`` gauge."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        if dependency is not None:
+            set_dependency_up(dependency, False)
+        _log_retry(state)
+
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(transient),
         wait=wait_exponential(multiplier=0.1, max=max_wait_s),
-        before_sleep=_log_retry,
+        before_sleep=before_sleep,
         reraise=True,
     ):
         with attempt:
-            return await operation()
+            result = await operation()
+            if dependency is not None:
+                set_dependency_up(dependency, True)
+            return result
     raise AssertionError("unreachable")  # pragma: no cover
 
 

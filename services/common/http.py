@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
 from redis.asyncio import Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,7 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.api import ErrorDetail, ErrorInfo, ErrorResponse
 from services.common.embedding import Embedder
+from services.common.metrics import set_dependency_up
 from services.common.settings import Settings
+from services.common.tracing import instrument_http_app
 from services.common.vectorindex import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -308,7 +311,7 @@ def operations_router(service: str) -> APIRouter:
     )
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, ReadinessCheck] = getattr(request.app.state, "readiness_checks", {})
-        results = await asyncio.gather(*(_run_check(check) for check in checks.values()))
+        results = await asyncio.gather(*(_run_check(name, check) for name, check in checks.items()))
         report = dict(zip(checks, results, strict=True))
         ready = all(result == "ok" for result in report.values())
         return JSONResponse(
@@ -323,12 +326,17 @@ def operations_router(service: str) -> APIRouter:
     return router
 
 
-async def _run_check(check: ReadinessCheck) -> str:
+async def _run_check(name: str, check: ReadinessCheck) -> str:
+    """Run one readiness check (untraced: probes come every few seconds) and record
+    its outcome in the ``attune_dependency_up`` gauge."""
     try:
-        async with asyncio.timeout(2.0):
-            await check()
+        with suppress_instrumentation():
+            async with asyncio.timeout(2.0):
+                await check()
     except Exception as error:
+        set_dependency_up(name, False)
         return f"error: {type(error).__name__}: {error}"[:300]
+    set_dependency_up(name, True)
     return "ok"
 
 
@@ -360,7 +368,7 @@ def create_http_app(
     for router in routers:
         app.include_router(router)
     app.include_router(operations_router(service))
-    return app
+    return instrument_http_app(app)
 
 
 __all__ = [

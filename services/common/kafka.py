@@ -14,6 +14,7 @@ from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from schemas.topics import ALL_TOPICS, TopicSpec
+from services.common import telemetry
 from services.common.offsets import LogStartProbe
 from services.common.settings import Settings
 
@@ -51,7 +52,15 @@ def aiokafka_options(settings: Settings) -> dict[str, Any]:
 
 
 def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
-    """A FastStream broker whose publishes wait for every in-sync replica (acks=all)."""
+    """A FastStream broker whose publishes wait for every in-sync replica (acks=all).
+    With tracing on, its publishes and batches carry the trace across the topic
+    (:mod:`services.common.kafka_tracing`); off, it has no tracing middleware at all."""
+    middlewares: list[Any] = list(options.pop("middlewares", ()))
+    provider = telemetry.tracer_provider()
+    if provider is not None:
+        from services.common.kafka_tracing import KafkaTracing
+
+        middlewares.append(KafkaTracing(provider))
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         security=kafka_security(settings),
@@ -59,7 +68,11 @@ def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
         enable_idempotence=settings.kafka_enable_idempotence,
         request_timeout_ms=max(40_000, settings.kafka_session_timeout_ms),
         graceful_timeout=settings.shutdown_timeout_s,
+        # A plain logger: FastStream's default one writes colourized text to stdout of
+        # its own; this one goes through the process's handler (JSON lines).
+        logger=logging.getLogger("attune.kafka"),
         log_level=logging.DEBUG,  # FastStream logs every message at this level
+        middlewares=middlewares,
         **options,
     )
 

@@ -29,12 +29,14 @@ from services.common.kafka import check_broker, make_broker
 from services.common.offsets import LogStartProbe
 from services.common.redis import make_redis
 from services.common.settings import Settings
+from services.common.tracing import traced_embedder, traced_redis, traced_vector_index
 from services.common.vectorindex import VectorIndex, open_vector_index
 
 log = logging.getLogger(__name__)
 
 ServiceName = Literal["ingest", "embedder", "usermodel", "query"]
 SERVICES: tuple[ServiceName, ...] = ("ingest", "embedder", "usermodel", "query")
+USE_KAFKA = frozenset({"ingest", "embedder", "usermodel"})
 
 
 class _Server(uvicorn.Server):
@@ -103,13 +105,18 @@ async def open_dependencies(
         # Closed last: the probes the consumers' routers open (a closed one reopens).
         stack.push_async_callback(LogStartProbe.close_all)
         deps = Dependencies(settings=settings, broker=make_broker(settings))
+        # With tracing on, the stores and the model are wrapped to make spans (the
+        # consumers and the query engine use them unaware); off, they are the bare ones.
         if redis:
-            deps.redis = make_redis(settings)
+            deps.redis = traced_redis(make_redis(settings))
             stack.push_async_callback(deps.redis.aclose)
         if model:
-            deps.embedder = await asyncio.to_thread(Embedder.from_settings, settings)
+            embedder = await asyncio.to_thread(Embedder.from_settings, settings)
+            deps.embedder = traced_embedder(embedder)
             stack.callback(deps.embedder.close)
-            deps.vector_index = open_vector_index(settings, deps.embedder.dimension)
+            deps.vector_index = traced_vector_index(
+                open_vector_index(settings, deps.embedder.dimension)
+            )
             await deps.vector_index.ensure_ready()
             stack.push_async_callback(deps.vector_index.close)
         yield deps
@@ -148,7 +155,9 @@ def build_http_app(deps: Dependencies, services: tuple[ServiceName, ...], name: 
         routers=routers,
     )
     app.state.broker = deps.broker
-    checks: dict[str, Callable[[], object]] = {"kafka": partial(check_broker, deps.broker)}
+    checks: dict[str, Callable[[], object]] = {}
+    if set(services) & USE_KAFKA:
+        checks["kafka"] = partial(check_broker, deps.broker)
     if deps.redis is not None:
         checks["redis"] = deps.redis.ping
     if deps.vector_index is not None:
@@ -169,14 +178,21 @@ def build_http_app(deps: Dependencies, services: tuple[ServiceName, ...], name: 
 async def run_service(service: ServiceName, settings: Settings) -> None:
     """Run one service until SIGINT/SIGTERM on ATTUNE_HTTP_HOST:ATTUNE_HTTP_PORT: the HTTP
     services their API, the consumers /healthz, /readyz and /metrics."""
-    if service in ("ingest", "query"):
-        if service == "ingest":
-            from services.ingest.app import create_app
-        else:
-            from services.query.app import create_app
+    if service == "ingest":
+        from services.ingest.app import create_app
+
         async with serve_http(create_app(settings), settings.http_host, settings.http_port):
             log.info("%s up; HTTP on %s:%d", service, settings.http_host, settings.http_port)
             await wait_for_shutdown_signal()
+        return
+    if service == "query":
+        # Opened here rather than in the query app's own lifespan, so that the query
+        # service gets the same (traced when tracing is on) Redis, index and model.
+        async with open_dependencies(settings, redis=True, model=True) as deps:
+            app = build_http_app(deps, (service,), service)
+            async with serve_http(app, settings.http_host, settings.http_port):
+                log.info("%s up; HTTP on %s:%d", service, settings.http_host, settings.http_port)
+                await wait_for_shutdown_signal()
         return
     needs_redis, needs_model = service == "usermodel", service == "embedder"
     async with open_dependencies(settings, redis=needs_redis, model=needs_model) as deps:

@@ -221,8 +221,19 @@ class Settings(BaseSettings):
         default=30.0,
         description="Recency weighting of the profile, relative to the user's last event.",
     )
+    query_ranked_cache_s: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=1.0,
+        description="How long the query service reuses a tenant's trending and popular "
+        "lists read from Redis (per process; 0: read them on every request). A user's own "
+        "model is always read fresh.",
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="Log lines as JSON (with trace_id and span_id) or as text; default: "
+        "json for `attune run`, text for the interactive commands (`attune dev`, replay).",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -143,7 +143,7 @@ async def with_index_retries(operation: Callable[[], Awaitable[T]]) -> T:
                 raise IndexUnavailable(f"{type(error).__name__}: {error}") from error
             raise
 
-    return await retry_through_outage(attempt, (IndexUnavailable,))
+    return await retry_through_outage(attempt, (IndexUnavailable,), dependency="vector_index")
 
 
 async def write_to_index(index: VectorIndex, writes: Sequence[ItemWrite]) -> None:

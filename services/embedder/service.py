@@ -27,7 +27,7 @@ from services.common.consumer import (
     raw_records,
 )
 from services.common.kafka import log_start_probe
-from services.common.metrics import BATCH_SECONDS, count_batch
+from services.common.metrics import BATCH_SECONDS, consuming, count_batch, observe_freshness
 from services.common.offsets import PartitionTracker, SeekableConsumer
 from services.common.settings import Settings
 from services.common.vectorindex import VectorIndex
@@ -71,18 +71,20 @@ class ContentConsumer:
         """Skip what the index already reflects, decode, dead-letter the malformed
         records, apply the rest, then record the offsets applied."""
         started = time.perf_counter()
-        plan = await self.tracker.plan(records, self.watermarks, consumer)
-        batch = decode_batch(
-            plan.apply,  # type: ignore[arg-type]
-            _CONTENT_ADAPTER,
-            consumer=self.group_id,
-            max_bytes=self.settings.max_message_bytes,
-        )
-        count_batch(self.group_id, [r.topic for r in records])
-        await publish_dead_letters(broker, batch.rejected)
+        with consuming(self.group_id, records, consumer):
+            plan = await self.tracker.plan(records, self.watermarks, consumer)
+            batch = decode_batch(
+                plan.apply,  # type: ignore[arg-type]
+                _CONTENT_ADAPTER,
+                consumer=self.group_id,
+                max_bytes=self.settings.max_message_bytes,
+            )
+            count_batch(self.group_id, [r.topic for r in records])
+            await publish_dead_letters(broker, batch.rejected)
 
-        stats = await apply_content(batch.accepted, self.embedder, self.index)
-        await self.watermarks.save_watermarks(plan.marks)
+            stats = await apply_content(batch.accepted, self.embedder, self.index)
+            await self.watermarks.save_watermarks(plan.marks)
+        observe_freshness(self.group_id, batch.accepted)
 
         DOCS_EMBEDDED.inc(stats.embedded)
         ITEMS_APPLIED.labels("upserted").inc(stats.upserted)

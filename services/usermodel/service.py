@@ -14,7 +14,9 @@ from redis.asyncio import Redis
 
 from schemas.events import BehaviourEvent
 from schemas.topics import EVENTS
+from services.common import telemetry
 from services.common.consumer import (
+    Envelope,
     batch_subscriber,
     decode_batch,
     publish_dead_letters,
@@ -22,7 +24,7 @@ from services.common.consumer import (
     retry_through_outage,
 )
 from services.common.kafka import log_start_probe
-from services.common.metrics import BATCH_SECONDS, count_batch
+from services.common.metrics import BATCH_SECONDS, consuming, count_batch, observe_freshness
 from services.common.offsets import PartitionTracker
 from services.common.redis import REDIS_OUTAGE_ERRORS
 from services.common.settings import Settings
@@ -47,6 +49,7 @@ def events_router(settings: Settings, redis: Redis) -> KafkaRouter:
     folder = UserModelFolder(redis, FoldConfig.from_settings(settings))
     namespaces = Namespaces(redis, settings.redis_namespace)
     tracker = PartitionTracker(EVENTS.name, probe=log_start_probe(settings))
+    tracer = telemetry.tracer(__name__)
     router = KafkaRouter()
 
     @batch_subscriber(
@@ -60,7 +63,7 @@ def events_router(settings: Settings, redis: Redis) -> KafkaRouter:
         started = time.perf_counter()
         records = raw_records(message)
 
-        async def fold_batch() -> tuple[int, int]:
+        async def fold_batch() -> tuple[list[Envelope[BehaviourEvent]], int]:
             # All of it again after an outage: Redis may have come back without what it
             # held (no persistence, or its last second lost), so the plan is made anew.
             keys = await namespaces.active_keys()
@@ -74,14 +77,21 @@ def events_router(settings: Settings, redis: Redis) -> KafkaRouter:
                 epochs={p: mark.epoch for p, mark in plan.marks.items()},
             )
             await publish_dead_letters(broker, batch.rejected)
-            await folder.fold(batch.accepted, keys)
+            with tracer.start_as_current_span(
+                "usermodel.fold", attributes={"attune.events": len(batch.accepted)}
+            ):
+                await folder.fold(batch.accepted, keys)
             await store.save_watermarks(plan.marks)
-            return len(batch.accepted), plan.skipped
+            return batch.accepted, plan.skipped
 
-        folded, skipped = await retry_through_outage(fold_batch, REDIS_OUTAGE_ERRORS)
+        with consuming(group, records, message.consumer):
+            folded, skipped = await retry_through_outage(
+                fold_batch, REDIS_OUTAGE_ERRORS, dependency="redis"
+            )
+        observe_freshness(group, folded)
         count_batch(group, [r.topic for r in records])
         BATCH_SECONDS.labels(group).observe(time.perf_counter() - started)
-        EVENTS_FOLDED.inc(folded)
+        EVENTS_FOLDED.inc(len(folded))
         EVENTS_SKIPPED.inc(skipped)
 
     return router
