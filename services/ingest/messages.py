@@ -24,13 +24,13 @@ class Outgoing:
 
     topic: str
     key: bytes
-    value: dict[str, Any]
+    value: bytes  # the message as JSON
     id: str
     field: str
 
     @classmethod
     def of(cls, topic: str, key: bytes, message: BaseModel, id: str, field: str) -> Outgoing:
-        return cls(topic, key, message.model_dump(mode="json"), id, field)
+        return cls(topic, key, message.model_dump_json().encode(), id, field)
 
 
 class InvalidMessage(Exception):

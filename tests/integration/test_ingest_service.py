@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 from pydantic import SecretStr
 from rudderstack.analytics.client import Client as RudderClient
@@ -27,9 +27,10 @@ from segment.analytics.request import APIError as SegmentAPIError
 
 from schemas import EVENTS
 from services.common.embedded import ManagedProcess, free_port, tansu_binary
-from services.common.kafka import aiokafka_options, ensure_topics
+from services.common.kafka import aiokafka_options, ensure_topics, make_broker
 from services.common.settings import Settings
 from services.ingest import create_app
+from services.ingest.publish import bare_producer
 
 pytestmark = pytest.mark.integration
 
@@ -450,3 +451,14 @@ async def test_a_broker_that_stops_acking_gets_503_and_recovers(tmp_path: Path) 
 
         records = await consume(settings, [first["messageId"], stalled["messageId"]])
     assert records.keys() == {first["messageId"], stalled["messageId"]}
+
+
+async def test_with_tracing_off_messages_go_to_aiokafka_directly(keyed_settings: Settings) -> None:
+    """FastStream's publish path is skipped when no publish middleware needs it."""
+    broker = make_broker(keyed_settings)
+    assert bare_producer(broker) is None  # not connected: broker.publish answers that
+    await broker.connect()
+    try:
+        assert isinstance(bare_producer(broker), AIOKafkaProducer)
+    finally:
+        await broker.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,13 +39,15 @@ class ScriptedBroker:
         self.sent: list[tuple[str, bytes, dict[str, Any]]] = []
 
     async def publish(
-        self, value: dict[str, Any], topic: str, *, key: bytes, no_confirm: bool
+        self, value: bytes, topic: str, *, key: bytes, headers: dict[str, str], no_confirm: bool
     ) -> asyncio.Future[Any]:
         assert no_confirm
+        assert headers == {"content-type": "application/json"}
         if self.send_error is not None:
             raise self.send_error
-        self.sent.append((topic, key, value))
-        outcomes = self.script.get(value["id"], [ok])
+        decoded = json.loads(value)
+        self.sent.append((topic, key, decoded))
+        outcomes = self.script.get(decoded["id"], [ok])
         outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_soon(outcome, future)
@@ -53,7 +56,9 @@ class ScriptedBroker:
 
 def messages(*ids: str) -> list[Outgoing]:
     return [
-        Outgoing("attune.events", f"t/{i}".encode(), {"id": i}, i, f"events.{n}")
+        Outgoing(
+            "attune.events", f"t/{i}".encode(), json.dumps({"id": i}).encode(), i, f"events.{n}"
+        )
         for n, i in enumerate(ids)
     ]
 
