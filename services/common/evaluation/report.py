@@ -189,6 +189,181 @@ def _why(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _headroom(results: Mapping[str, Any]) -> list[str]:
+    """What the blend would need on the users with history, what reference models reach
+    there with hindsight, and what other test fractions would change."""
+    headroom = results.get("headroom")
+    if not headroom:
+        return []
+    need = headroom["required"]
+    models = headroom["reference"]["models"]
+    hr, nd = need["hit_rate@10"], need["ndcg@10"]
+    lines = [
+        "### How far any ranking could go on this split",
+        "",
+        f"Every method answers the {hr['users'] - hr['with_history']} users without history "
+        "from non-personal signals, so only the lists of the "
+        f"{hr['with_history']} users with history can move the blend's mean. To clear the "
+        "best baseline's upper bound over all users, given what it scores on the others, "
+        "the blend would need on the users with history:",
+        "",
+        "| metric | bound to clear (all users) | blend, users without history "
+        "| needed, users with history | blend, users with history | best baseline there |",
+        "|---|---|---|---|---|---|",
+    ]
+    for metric, title in (("hit_rate@10", "HitRate@10"), ("ndcg@10", "NDCG@10")):
+        n = need[metric]
+        lines.append(
+            f"| {title} | {_number(n['bound'])} | {_number(n['blend_without_history'])} | "
+            f"{_number(n['required_with_history'])} | {_number(n['blend_with_history'])} | "
+            f"{_number(n['best_baseline_with_history'])} |"
+        )
+    lines += [
+        "",
+        "How much room is there for users with history? Well-known offline recommenders, "
+        "computed from the training ratings in NumPy (not through the system, items with at "
+        f"least {headroom['reference']['min_item_ratings']} ratings), scored on the same "
+        "test users. Each is shown with the best of a small grid of settings chosen **on the "
+        "test users themselves**, hindsight that favours it: an optimistic bound, not a "
+        "competitor. The prior is positive ratings decayed with the half-life named.",
+        "",
+        "| reference (best setting on the test users) | settings tried | users "
+        "| HitRate@10 | NDCG@10 |",
+        "|---|---|---|---|---|",
+    ]
+    for model in models.values():
+        lines.append(
+            f"| {model['label']}: {model['setting']} | {model['settings_tried']} | "
+            f"{model['users']} | {cell(model['hit_rate@10'])} | {cell(model['ndcg@10'])} |"
+        )
+    personal = [m for k, m in models.items() if k != "decayed_popularity"]
+    if personal and nd["required_with_history"] is not None:
+        best = max(personal, key=lambda m: m["ndcg@10"]["mean"])
+        reached = best["ndcg@10"]["mean"] >= nd["required_with_history"]
+        lines += [
+            "",
+            f"The best of them, {best['label'].split(' (')[0]} ({best['setting']}), reaches "
+            f"NDCG@10 {_number(best['ndcg@10']['mean'])} on the users with history "
+            + (
+                f"against the {_number(nd['required_with_history'])} needed: "
+                "so there is room, and the blend falls short of it."
+                if reached
+                else f"where the blend would need {_number(nd['required_with_history'])} "
+                f"(and its upper bound is {_number(best['ndcg@10']['high'])}): on this split "
+                "no ranking of the users with history that these well-tested methods point to "
+                "could lift the blend's NDCG@10 above the best baseline's interval."
+            ),
+        ]
+    popularity = models.get("decayed_popularity")
+    if popularity and "without_history" in popularity:
+        lines += [
+            "",
+            "For users without history, popularity time-decayed with the best of "
+            f"{popularity['settings_tried']} half-lives on the test users "
+            f"({popularity['setting'].removeprefix('half-life ')}) reaches NDCG@10 "
+            f"{_number(popularity['without_history']['ndcg@10'])} against the blend's "
+            f"{_number(nd['blend_without_history'])}. {_system_decay(results)} Set so, the "
+            "system's popularity would be a baseline as strong as the blend on those users "
+            f"(this reference scores {cell(popularity['ndcg@10'])} over all users), and the "
+            "blend's lead would again come from the users with history alone.",
+        ]
+        combined = []
+        for metric, title in (("hit_rate@10", "HitRate@10"), ("ndcg@10", "NDCG@10")):
+            n = need[metric]
+            cold = max(n["blend_without_history"], popularity["without_history"][metric])
+            warm = max(
+                [n["blend_with_history"] or 0.0]
+                + [m[metric]["mean"] for k, m in models.items() if k != "decayed_popularity"]
+            )
+            users, with_history = n["users"], n["with_history"]
+            mean = (cold * (users - with_history) + warm * with_history) / users
+            verdict = "above" if mean > n["bound"] else "still not above"
+            combined.append(f"{title} {_number(mean)}, {verdict} the bound {_number(n['bound'])}")
+        lines += [
+            "",
+            "Taking, for each group of users, the best of the blend and of every reference "
+            "above (all chosen with hindsight, and the best baseline's bound left where it "
+            f"is) would give over all users: {'; '.join(combined)}.",
+        ]
+    sizes = headroom.get("split_sizes") or []
+    if sizes:
+        current = results["split"]["test_fraction"]
+        lines += [
+            "",
+            "Would another test period help? With W users with history among N, the lead "
+            "over all users is the lead on users with history times W/N, while an "
+            "interval's half-width shrinks as 1/sqrt(N): what the split decides is "
+            "W/sqrt(N). Counting users only (no scores):",
+            "",
+            "| last part of the timeline | users N | with history W | W/sqrt(N) |",
+            "|---|---|---|---|",
+        ]
+        for size in sizes:
+            mark = " (this run)" if size["by"] == "ratings" and size["fraction"] == current else ""
+            lines.append(
+                f"| {size['fraction']:.0%} of the {size['by']}{mark} | {size['users']} | "
+                f"{size['with_history']} | {size['with_history_over_root_users']:.2f} |"
+            )
+        here = max(
+            (
+                s["with_history_over_root_users"]
+                for s in sizes
+                if s["by"] == "ratings" and s["fraction"] == current
+            ),
+            default=0.0,
+        )
+        best = max(s["with_history_over_root_users"] for s in sizes)
+        if here > 0:
+            lines += [
+                "",
+                f"No cut-off improves W/sqrt(N) by more than {max(best / here - 1, 0.0):.0%} "
+                "over this run's: a later or longer test period brings in new users, not "
+                "users with history.",
+            ]
+    return [*lines, ""]
+
+
+def _selection(results: Mapping[str, Any]) -> list[str]:
+    """How the weights were picked from the grid: its best, or the configured defaults
+    when the best's lead over them is within noise."""
+    selection = results.get("selection")
+    if not selection or selection.get("difference") is None:
+        return []
+    difference = selection["difference"]
+    position = selection.get("configured_position")
+    where = f"number {position} of the grid" if position else "outside the grid"
+    if selection["kept_configured"]:
+        text = (
+            f"The grid's best, {weights_text(selection['best'])}, leads the configured "
+            f"defaults ({where}) on validation by NDCG@10 {cell(difference)} (paired "
+            "bootstrap over the validation user-windows): within noise, so the defaults "
+            "stay. A default changes only when validation clearly prefers another weighting."
+        )
+    else:
+        text = (
+            f"The grid's best leads the configured defaults ({where}) on validation by "
+            f"NDCG@10 {cell(difference)} (paired bootstrap over the validation "
+            "user-windows), above 0: the best is chosen, and the defaults should follow it."
+        )
+    return ["", text]
+
+
+def _system_decay(results: Mapping[str, Any]) -> str:
+    settings = results.get("settings", {})
+    trending = settings.get("trending_half_life_days")
+    popularity = settings.get("popularity_half_life_days")
+    parts = []
+    if trending is not None:
+        parts.append(f"the system's trending decays with a {trending:g}-day half-life")
+    if popularity is not None:
+        parts.append(
+            "its popularity does not decay (`ATTUNE_POPULARITY_HALF_LIFE_DAYS=0`)"
+            if not popularity
+            else f"its popularity with a {popularity:g}-day half-life"
+        )
+    return ("In this run " + " and ".join(parts) + ".") if parts else ""
+
+
 def _half_width(block: Mapping[str, Any], key: str, metric: str) -> str:
     e = block["all"]["methods"][key][metric]
     return _number((e["high"] - e["low"]) / 2, 2)
@@ -202,8 +377,9 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     boot = results["bootstrap"]
     run = results["run"]
     main_keys = ["blend", *results["baselines"]]
-    if "blend_configured" in results["methods"]:
-        main_keys.insert(1, "blend_configured")
+    for extra in ("blend_grid_best", "blend_configured"):
+        if extra in results["methods"]:
+            main_keys.insert(1, extra)
     verdict = results["verdict"]
     default_path = results["default_path"]
     http = results["http_check"]
@@ -253,6 +429,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         *_paired_table(results, labels),
         "",
         *_why(results),
+        *_headroom(results),
         "### Users with and without ratings before the cut-off",
         "",
         "A user first seen after the cut-off has nothing to personalize from: the blend "
@@ -288,6 +465,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"Chosen: **{weights_text(chosen)}**. Configured defaults "
         f"(`ATTUNE_RECOMMEND_WEIGHT_*`): {weights_text(configured)}"
         + (" (the same)." if chosen == configured else "."),
+        *_selection(results),
         "",
         f"Validation is {len(windows)} consecutive windows before the test cut-off, each "
         f"holding {split['validation_fraction']:.0%} of the ratings and scored as of its own "
@@ -302,7 +480,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "weightings; multiplying all weights by one number does not change a ranking). Each "
         "was ranked for every validation user through per-request weight overrides (the "
         "candidates are gathered once per user; nothing is folded again), and the best mean "
-        "NDCG@10 won (ties: HitRate@10, then fewer signals). The best ten:",
+        "NDCG@10 won (ties: HitRate@10, then fewer signals), unless its lead over the "
+        "configured defaults is within noise (see above). The best ten:",
         "",
         "| weights | NDCG@10 | HitRate@10 |",
         "|---|---|---|",

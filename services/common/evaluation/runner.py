@@ -13,6 +13,9 @@
    with the best mean NDCG@10.
 4. Fold up to the test cut-off and score the blend (chosen weights), the baselines,
    the ablations and MMR on the test period's users.
+5. Headroom (:mod:`.headroom`, outside the system): what the blend would need on the
+   users with history to clear the best baseline's interval, what reference models
+   reach there with hindsight, and how many users other test fractions would give.
 
 Every list comes from ``QueryEngine.recommendation_candidates`` + ``QueryEngine.rank``,
 exactly what ``GET /v1/users/{id}/recommendations`` runs (a sample is checked over HTTP
@@ -65,6 +68,11 @@ from services.common.datasets import (
     rich_progress,
 )
 from services.common.embedded import EmbeddedStack, free_port
+from services.common.evaluation.headroom import (
+    reference_models,
+    required_with_history,
+    split_sizes,
+)
 from services.common.evaluation.metrics import (
     bootstrap_indices,
     novelty_share,
@@ -426,6 +434,40 @@ async def search_weights(
     return rows
 
 
+async def select_weights(
+    engine: QueryEngine, phase: Phase, ranking: Sequence[Mapping[str, Any]],
+    configured: Weights, config: EvaluationConfig,
+) -> tuple[Weights, dict[str, Any]]:  # fmt: skip
+    """The grid's best weighting, unless its lead over the configured defaults on the
+    validation rows is within noise (the paired bootstrap interval of the per-user
+    NDCG@10 difference reaches 0): then the defaults stay. The top of the grid is a
+    near-tie of many weightings, which a small change anywhere reorders; a default
+    changes only when validation clearly prefers another."""
+    best: Weights = dict(ranking[0]["weights"])
+    position = next((n for n, r in enumerate(ranking) if dict(r["weights"]) == configured), None)
+    record: dict[str, Any] = {
+        "rule": "the best, unless within noise of the configured defaults",
+        "best": best,
+        "configured_position": None if position is None else position + 1,
+    }
+    if best == configured:
+        return best, {**record, "kept_configured": True, "difference": None}
+    per_weights = {}
+    for name, weights in (("best", best), ("configured", configured)):
+        lists = await engine_lists(engine, phase, weights, 0.0)
+        per_weights[name] = [
+            user_metrics(ranked, row.targets, row.history)["ndcg@10"]
+            for row, ranked in zip(phase.rows, lists, strict=True)
+        ]
+    indices = bootstrap_indices(len(phase.rows), resamples=config.resamples, seed=config.seed)
+    difference = paired_difference(
+        per_weights["best"], per_weights["configured"], indices, confidence=config.confidence
+    )
+    kept = difference.low <= 0
+    record.update({"kept_configured": kept, "difference": difference.as_dict()})
+    return (dict(configured) if kept else best), record
+
+
 # -- the HTTP route, for a sample ------------------------------------------------------
 
 
@@ -569,6 +611,33 @@ def verdict(summary: Mapping[str, Any], baseline_keys: Sequence[str]) -> dict[st
     return out
 
 
+def required(summary: Mapping[str, Any], test_verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """What the blend would need on the users with history to clear the best baseline's
+    upper bound over all users, given its mean on the users without history."""
+    cold, warm = summary["without_history"], summary["with_history"]
+    out: dict[str, Any] = {}
+    for metric, v in test_verdict.items():
+        best = v["best_baseline"]
+        blend_cold = cold["methods"]["blend"][metric]["mean"] if cold["users"] else 0.0
+        out[metric] = {
+            "bound": v["best_baseline_high"],
+            "best_baseline": best,
+            "users": summary["users"],
+            "with_history": warm["users"],
+            "blend_without_history": blend_cold,
+            "blend_with_history": warm["methods"]["blend"][metric]["mean"]
+            if warm["users"]
+            else None,
+            "best_baseline_with_history": warm["methods"][best][metric]["mean"]
+            if warm["users"]
+            else None,
+            "required_with_history": required_with_history(
+                summary["users"], warm["users"], blend_cold, v["best_baseline_high"]
+            ),
+        }
+    return out
+
+
 # -- the whole run ---------------------------------------------------------------------
 
 
@@ -673,8 +742,10 @@ async def evaluate_movielens(
                         folded_until = start
                     grid = weight_grid(config.grid)
                     ranking = await search_weights(engine, validation, grid, console)
-                    chosen: Weights = dict(ranking[0]["weights"])
                     configured: Weights = dict(engine.config.weights())
+                    chosen, selection = await select_weights(
+                        engine, validation, ranking, configured, config
+                    )
                     console.print(f"chosen on validation: {weights_label(chosen)}")
                     methods = [
                         Method("blend", "Blend (weights chosen on validation)",
@@ -685,6 +756,12 @@ async def evaluate_movielens(
                         methods.append(
                             Method("blend_configured", "Blend (configured defaults)",
                                    "ATTUNE_RECOMMEND_WEIGHT_* as configured.", weights=configured)
+                        )  # fmt: skip
+                    if selection["best"] != chosen:
+                        methods.append(
+                            Method("blend_grid_best", "Blend (grid's best on validation)",
+                                   "The grid's best weighting, not chosen: its lead over the "
+                                   "defaults was within noise.", weights=selection["best"])
                         )  # fmt: skip
                     for method in methods:
                         await run_method(engine, validation, method, catalog, ratings, config.seed)
@@ -724,7 +801,18 @@ async def evaluate_movielens(
     every_method = [*methods, *ablations, *diversified]
     validation_summary = phase_summary(validation, len(catalog), config)
     test_summary = phase_summary(test, len(catalog), config)
+    test_verdict = verdict(test_summary, baseline_keys)
     lap("report")
+    console.print("headroom: reference models on the test split (outside the system)")
+    headroom = {
+        "required": required(test_summary, test_verdict),
+        "reference": reference_models(
+            ratings, test_holdout, resamples=config.resamples, seed=config.seed,
+            confidence=config.confidence,
+        ),
+        "split_sizes": split_sizes(ratings),
+    }  # fmt: skip
+    lap("headroom")
     return {
         "dataset": {
             "folder": str(config.folder),
@@ -757,12 +845,14 @@ async def evaluate_movielens(
         "ablations": [m.key for m in ablations],
         "diversified": [m.key for m in diversified],
         "chosen_weights": chosen,
+        "selection": selection,
         "configured_weights": configured,
         "grid": {"values": list(config.grid), "size": len(grid), "top": ranking[:10]},
         "validation": validation_summary,
         "test": test_summary,
         "paired_test": paired(test, baseline_keys, config),
-        "verdict": verdict(test_summary, baseline_keys),
+        "verdict": test_verdict,
+        "headroom": headroom,
         "default_path": default_path,
         "http_check": http,
         "bootstrap": {
@@ -783,6 +873,7 @@ async def evaluate_movielens(
 RANKING_SETTINGS = (
     "recent_items_limit",
     "trending_half_life_days",
+    "popularity_half_life_days",
     "cooccurrence_window",
     "rating_weight",
     "profile_items",
