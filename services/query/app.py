@@ -65,7 +65,7 @@ Diversity = Annotated[
 ]
 
 
-def get_weight_overrides(
+async def get_weight_overrides(
     w_content: Annotated[
         float | None, Query(ge=0.0, le=100.0, description="Weight of content similarity.")
     ] = None,
@@ -83,7 +83,8 @@ def get_weight_overrides(
     ] = None,
 ) -> dict[Signal, float]:
     """Per-request weights of the recommendation signals; absent ones keep the configured
-    weight (ATTUNE_RECOMMEND_WEIGHT_*)."""
+    weight (ATTUNE_RECOMMEND_WEIGHT_*). The dependencies here are ``async``: FastAPI runs
+    a plain ``def`` one in a worker thread, a hop per dependency per request."""
     given: dict[Signal, float | None] = {
         "content": w_content,
         "cooccurrence": w_cooccurrence,
@@ -101,11 +102,12 @@ def build_query_engine(
         redis,  # type: ignore[arg-type]
         UserModelKeys(settings.redis_namespace),
         FoldConfig.from_settings(settings),
+        ranked_cache_s=settings.query_ranked_cache_s,
     )
     return QueryEngine(reader, index, embedder, QueryConfig.from_settings(settings))
 
 
-def get_engine(request: Request) -> QueryEngine:
+async def get_engine(request: Request) -> QueryEngine:
     engine: QueryEngine | None = getattr(request.app.state, "query_engine", None)
     if engine is None:
         raise ApiError(503, "unavailable", "the query engine is not ready")
@@ -155,7 +157,7 @@ def parse_filters(tenant: str, tags: list[str], conditions: list[str]) -> ItemFi
     return ItemFilter(tenant=tenant, tags_any=tags, metadata_equals=equals, metadata_ranges=ranges)
 
 
-def get_item_filter(tenant: TenantDep, tags: Tags = [], filters: Filters = []) -> ItemFilter:  # noqa: B006
+async def get_item_filter(tenant: TenantDep, tags: Tags = [], filters: Filters = []) -> ItemFilter:  # noqa: B006
     return parse_filters(tenant, tags, filters)
 
 

@@ -3,6 +3,7 @@ the user profile, over the vector index and the user model. HTTP-free."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -12,6 +13,7 @@ from schemas.query import ItemResult, Reason, Signal
 from services.common.embedding import Embedder
 from services.common.settings import Settings
 from services.common.vectorindex import ItemFilter, StoredItem, VectorIndex
+from services.query.explain import Explained
 from services.query.ranking import (
     Blended,
     Vector,
@@ -31,6 +33,8 @@ RECOMMEND_SIGNALS: tuple[Signal, ...] = ("content", "cooccurrence", "trending", 
 """The signals a recommendation blends; per-request weights may name any of them."""
 NON_PERSONAL: tuple[Signal, ...] = ("trending", "popular")
 """The signals that need no history: what a user without one is ranked by."""
+SignalScores = dict[Signal, dict[str, float]]
+SignalDetails = dict[Signal, Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class Candidates:
     personalized: bool
     items: dict[str, StoredItem] = field(default_factory=dict)
     signals: dict[Signal, dict[str, float]] = field(default_factory=dict)
-    details: dict[Signal, dict[str, str]] = field(default_factory=dict)
+    details: dict[Signal, Mapping[str, str]] = field(default_factory=dict)
 
 
 def _result(item: StoredItem, blended: Blended) -> ItemResult:
@@ -153,88 +157,109 @@ class QueryEngine:
         )
         pool = max(limit * 4, 50)
         candidates = Candidates(tenant, user_id, personalized=bool(weights))
-        await self._non_personal(candidates, item_filter, pool)
-        if weights:
-            await self._personal(candidates, model, weights, item_filter, pool)
-        return candidates
-
-    async def _non_personal(
-        self, candidates: Candidates, item_filter: ItemFilter, pool: int
-    ) -> None:
-        """Trending and popularity: the first ``pool`` items of each that are not excluded
-        become candidates (the exclusions are skipped before the index is asked)."""
-        tenant, excluded = candidates.tenant, set(item_filter.exclude_item_ids)
-        depth = pool + len(excluded)
-        ranked: dict[Signal, list[tuple[str, float]]] = {
-            "trending": await self.reader.trending(tenant, depth),
-            "popular": await self.reader.popular(tenant, depth),
-        }
-        allowed = {
-            signal: [(i, s) for i, s in found if i not in excluded][:pool]
-            for signal, found in ranked.items()
-        }
+        allowed = await self._non_personal(tenant, item_filter, pool)
         wanted = list(dict.fromkeys(i for found in allowed.values() for i, _ in found))
-        for item in await self.index.retrieve(tenant, wanted):
-            if item_filter.matches(item):
-                candidates.items[item.item_id] = item
+        personal: tuple[SignalScores, SignalDetails] | None = None
+        if weights:
+            personal = await self._personal(candidates, model, weights, item_filter, pool, wanted)
+        else:
+            candidates.items.update(await self._matching(tenant, wanted, item_filter))
         detail: dict[Signal, str] = {
             "trending": f"trending in {tenant}",
             "popular": "popular overall",
         }
         evidence: dict[Signal, float] = {"popular": self.config.popular_evidence}
+        known = candidates.items
         for signal, found in allowed.items():
             scores = scaled(
-                {i: s for i, s in found if i in candidates.items},
-                at_least=evidence.get(signal, 0.0),
+                {i: s for i, s in found if i in known}, at_least=evidence.get(signal, 0.0)
             )
             candidates.signals[signal] = scores
             candidates.details[signal] = dict.fromkeys(scores, detail[signal])
+        if personal is not None:
+            candidates.signals.update(personal[0])
+            candidates.details.update(personal[1])
+        return candidates
+
+    async def _non_personal(
+        self, tenant: str, item_filter: ItemFilter, pool: int
+    ) -> dict[Signal, list[tuple[str, float]]]:
+        """Trending and popularity: the first ``pool`` items of each that are not excluded
+        (the exclusions are skipped before the index is asked)."""
+        excluded = item_filter.exclude_item_ids
+        depth = pool + len(excluded)
+        ranked: dict[Signal, list[tuple[str, float]]] = {
+            "trending": await self.reader.trending(tenant, depth),
+            "popular": await self.reader.popular(tenant, depth),
+        }
+        return {
+            signal: [(i, s) for i, s in found if i not in excluded][:pool]
+            for signal, found in ranked.items()
+        }
+
+    async def _matching(
+        self, tenant: str, item_ids: Sequence[str], item_filter: ItemFilter
+    ) -> dict[str, StoredItem]:
+        """The items among ``item_ids`` that pass the filter, by id."""
+        found = await self.index.retrieve(tenant, item_ids)
+        return {item.item_id: item for item in found if item_filter.matches(item)}
 
     async def _personal(
         self, candidates: Candidates, model: UserModel, weights: list[WeightedItem],
-        item_filter: ItemFilter, pool: int,
-    ) -> None:  # fmt: skip
+        item_filter: ItemFilter, pool: int, wanted: Sequence[str],
+    ) -> tuple[SignalScores, SignalDetails]:  # fmt: skip
+        """Content, co-occurrence and tags over every candidate: the content search's
+        hits, the co-occurring items and ``wanted`` (trending and popular); the ones
+        that pass the filter go to ``candidates.items``. The index rates the candidates
+        against the profile and applies the filter where the vectors are; only the
+        payloads of those that pass are read (memoized by the index)."""
         tenant = candidates.tenant
-        sources = {s.item_id: s for s in await self.index.retrieve(
-            tenant, [w.item_id for w in weights], with_vectors=True)}  # fmt: skip
-        profile = profile_vector({k: v.vector for k, v in sources.items() if v.vector}, weights)
-
-        content: dict[str, float] = {}
-        known = candidates.items
-        if profile is not None:
-            for hit in await self.index.search(profile, item_filter, pool):
-                content[hit.item.item_id] = max(hit.score, 0.0)
-                known[hit.item.item_id] = hit.item
-
-        co_scores, co_details = await self._cooccurrence(
-            tenant, weights[: self.config.cooccurrence_sources], sources
+        co_weights = weights[: self.config.cooccurrence_sources]
+        found_sources, co_found = await asyncio.gather(
+            self.index.retrieve(tenant, [w.item_id for w in weights], with_vectors=True),
+            self.reader.cooccurring(
+                tenant, [w.item_id for w in co_weights], limit=self.config.cooccurrence_per_source
+            ),
         )
-        excluded = set(item_filter.exclude_item_ids)
+        sources = {s.item_id: s for s in found_sources}
+        profile = profile_vector({k: v.vector for k, v in sources.items() if v.vector}, weights)
+        co_scores, co_best = self._cooccurrence(co_weights, co_found)
+        excluded = item_filter.exclude_item_ids
         co_scores = {i: s for i, s in co_scores.items() if i not in excluded}
-        missing = [i for i in co_scores if i not in known]
-        for item in await self.index.retrieve(tenant, missing, with_vectors=profile is not None):
-            if item_filter.matches(item):
-                known[item.item_id] = item
-                if profile is not None and item.vector:
-                    content[item.item_id] = max(cosine(profile, item.vector), 0.0)
-        if profile is not None:  # content similarity of the trending and popular ones
-            others = [i for i in known if i not in content]
-            for item in await self.index.retrieve(tenant, others, with_vectors=True):
-                if item.vector:
-                    content[item.item_id] = max(cosine(profile, item.vector), 0.0)
+        others = list(dict.fromkeys([*co_scores, *wanted]))
+
+        known = candidates.items
+        content: dict[str, float] = {}
+        if profile is not None:
+            hits, rated = await asyncio.gather(
+                self.index.search_ids(profile, item_filter, pool),
+                self.index.score(profile, item_filter, others),
+            )
+            for item_id, score in hits:
+                content[item_id] = max(score, 0.0)
+            for item_id, score in rated.items():
+                content.setdefault(item_id, max(score, 0.0))
+            known.update((i.item_id, i) for i in await self.index.retrieve(tenant, list(content)))
+            content = {i: s for i, s in content.items() if i in known}
+        else:
+            known.update(await self._matching(tenant, others, item_filter))
 
         affinity = {tag: a for tag, a in model.tag_affinity.items() if a > 0}
         tag_scores, tag_details = self._tag_scores(known.values(), affinity)
         co_known = scaled({i: s for i, s in co_scores.items() if i in known})
-        candidates.signals.update(
-            {"content": content, "cooccurrence": co_known, "tags": tag_scores}
-        )
-        candidates.details.update(
+        return (
+            {"content": content, "cooccurrence": co_known, "tags": tag_scores},
             {
                 "content": dict.fromkeys(content, "similar to what this user engaged with"),
-                "cooccurrence": {i: d for i, d in co_details.items() if i in co_known},
+                "cooccurrence": Explained(
+                    co_known,
+                    lambda i: (
+                        "engaged with by people who engaged with "
+                        + _title(sources.get(co_best[i]), co_best[i])
+                    ),
+                ),
                 "tags": tag_details,
-            }
+            },
         )
 
     async def rank(
@@ -281,40 +306,48 @@ class QueryEngine:
             blended = mmr(blended, vectors, limit=limit, diversity=diversity)
         return strategy, [_result(candidates.items[b.item_id], b) for b in blended[:limit]]
 
-    async def _cooccurrence(
-        self, tenant: str, weights: Sequence[WeightedItem], sources: Mapping[str, StoredItem]
+    @staticmethod
+    def _cooccurrence(
+        weights: Sequence[WeightedItem], found: Mapping[str, list[tuple[str, float]]]
     ) -> tuple[dict[str, float], dict[str, str]]:
+        """Each co-occurring item's score and the source item it owes most to."""
         top = max((w.weight for w in weights), default=0.0) or 1.0
-        found = await self.reader.cooccurring(
-            tenant, [w.item_id for w in weights], limit=self.config.cooccurrence_per_source
-        )
         scores: dict[str, float] = defaultdict(float)
-        best_source: dict[str, tuple[float, str]] = {}
+        best: dict[str, tuple[float, str]] = {}
         for source in weights:
             for other, count in found.get(source.item_id, []):
                 contribution = count * source.weight / top
                 scores[other] += contribution
-                if contribution > best_source.get(other, (0.0, ""))[0]:
-                    best_source[other] = (contribution, source.item_id)
-        details = {
-            item: f"engaged with by people who engaged with {_title(sources.get(source), source)}"
-            for item, (_, source) in best_source.items()
-        }
-        return dict(scores), details
+                if contribution > best.get(other, (0.0, ""))[0]:
+                    best[other] = (contribution, source.item_id)
+        return dict(scores), {item: source for item, (_, source) in best.items()}
 
     @staticmethod
     def _tag_scores(
         items: Iterable[StoredItem], affinity: Mapping[str, float]
-    ) -> tuple[dict[str, float], dict[str, str]]:
+    ) -> tuple[dict[str, float], Mapping[str, str]]:
         raw: dict[str, float] = {}
-        details: dict[str, str] = {}
+        tags_of: dict[str, list[str]] = {}
         for item in items:
-            matched = [(affinity[t], t) for t in item.payload.get("tags", []) if t in affinity]
+            tags = item.payload.get("tags")
+            if not tags:
+                continue
+            total, matched = 0.0, False
+            for tag in tags:
+                value = affinity.get(tag)
+                if value is not None:
+                    total += value
+                    matched = True
             if matched:
-                raw[item.item_id] = sum(a for a, _ in matched)
-                names = ", ".join(t for _, t in sorted(matched, reverse=True)[:3])
-                details[item.item_id] = f"matches this user's interest in {names}"
-        return scaled(raw), details
+                raw[item.item_id] = total
+                tags_of[item.item_id] = tags
+
+        def explain(item_id: str) -> str:
+            matched = [(affinity[t], t) for t in tags_of[item_id] if t in affinity]
+            names = ", ".join(t for _, t in sorted(matched, reverse=True)[:3])
+            return f"matches this user's interest in {names}"
+
+        return scaled(raw), Explained(raw, explain)
 
     # -- trending ----------------------------------------------------------------------
 

@@ -38,7 +38,9 @@ async def index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await engine.close()
 
 
-def item(item_id: str, version: int, vector: list[float], tenant: str = "acme", **kw: object):
+def item(
+    item_id: str, version: int, vector: list[float], tenant: str = "acme", **kw: object
+) -> ItemPoint:
     return ItemPoint(tenant=tenant, item_id=item_id, version=version, vector=vector, **kw)  # type: ignore[arg-type]
 
 
@@ -138,6 +140,66 @@ async def test_search_with_payload_filters(index: VectorIndex) -> None:
     assert await ids(metadata_ranges={"year": NumericRange(gte=2000, lte=2006)}) == {"b"}
     assert await ids(tags_any=["drama"], metadata_equals={"lang": "fr"}) == {"c"}
     assert await ids(exclude_item_ids=["a", "b"]) == {"c"}
+
+
+async def test_search_ids_is_search_without_payloads(index: VectorIndex) -> None:
+    await index.apply([item("east", 1, EAST), item("north", 1, NORTH), item("west", 1, WEST)])
+    query, where = [0.9, 0.1, 0.0, 0.0], ItemFilter(tenant="acme", exclude_item_ids=["north"])
+
+    found = await index.search_ids(query, where, limit=3)
+
+    assert found == [(h.item.item_id, h.score) for h in await index.search(query, where, 3)]
+    assert [i for i, _ in found] == ["east", "west"]
+
+
+async def test_score_rates_the_ids_asked_that_pass_the_filter(index: VectorIndex) -> None:
+    await index.apply(
+        [
+            item("a", 1, EAST, tags=["drama"]),
+            item("b", 1, NORTH, tags=["comedy"]),
+            item("c", 1, WEST, tags=["drama"]),
+            item("d", 1, EAST, tags=["drama"]),
+            item("e", 1, EAST, tags=["drama"], tenant="other"),
+        ]
+    )
+    await index.apply([ItemDeletion(tenant="acme", item_id="d", version=2)])
+    query = [0.6, 0.8, 0.0, 0.0]
+
+    everything = await index.score(
+        query, ItemFilter(tenant="acme"), ["a", "b", "c", "d", "e", "zz"]
+    )
+    dramas = await index.score(
+        query,
+        ItemFilter(tenant="acme", tags_any=["drama"], exclude_item_ids=["c"]),
+        ["a", "b", "c"],
+    )
+
+    assert everything == {
+        "a": pytest.approx(0.6, abs=1e-4),
+        "b": pytest.approx(0.8, abs=1e-4),
+        "c": pytest.approx(-0.6, abs=1e-4),
+    }
+    assert dramas == {"a": pytest.approx(0.6, abs=1e-4)}
+    assert await index.score(query, ItemFilter(tenant="acme"), []) == {}
+
+
+async def test_reads_see_every_write_at_once(index: VectorIndex) -> None:
+    """Reads right after a write see it, whatever an implementation memoizes."""
+    await index.apply([item("a", 1, EAST, tags=["x"], extra={"title": "Old"})])
+    assert [s.payload["title"] for s in await index.retrieve("acme", ["a"])] == ["Old"]
+    assert [h.item.payload["title"] for h in await index.search(EAST, ItemFilter("acme"), 1)] == [
+        "Old"
+    ]
+
+    await index.apply([item("a", 2, EAST, tags=["y"], extra={"title": "New"})])
+    [stored] = await index.retrieve("acme", ["a"])
+    [hit] = await index.search(EAST, ItemFilter("acme"), 1)
+    assert (stored.version, stored.payload["title"], stored.payload["tags"]) == (2, "New", ["y"])
+    assert (hit.item.version, hit.item.payload["title"]) == (2, "New")
+
+    await index.apply([ItemDeletion(tenant="acme", item_id="a", version=3)])
+    assert await index.retrieve("acme", ["a"]) == []
+    assert await index.search(EAST, ItemFilter("acme"), 1) == []
 
 
 async def test_tenants_never_see_each_other(index: VectorIndex) -> None:

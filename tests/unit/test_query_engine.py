@@ -3,7 +3,7 @@ blend, per-request weight overrides, explicit exclusions, the cold start, MMR.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,6 +52,17 @@ class FakeIndex:
                 hits.append(Hit(item, score))
         hits.sort(key=lambda h: -h.score)
         return hits[:limit]
+
+    async def search_ids(
+        self, vector: VectorLike, item_filter: ItemFilter, limit: int
+    ) -> list[tuple[str, float]]:
+        return [(h.item.item_id, h.score) for h in await self.search(vector, item_filter, limit)]
+
+    async def score(
+        self, vector: VectorLike, item_filter: ItemFilter, item_ids: Collection[str]
+    ) -> dict[str, float]:
+        hits = await self.search(vector, item_filter, len(ITEMS))
+        return {h.item.item_id: h.score for h in hits if h.item.item_id in item_ids}
 
     async def retrieve(
         self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False
@@ -209,7 +220,12 @@ async def test_candidates_rank_the_same_as_a_request(reader: FakeReader) -> None
     candidates = await query.recommendation_candidates(
         TENANT, "ann", limit=3, item_filter=ItemFilter(tenant=TENANT)
     )
-    for weights in ({"popular": 0.0}, {"content": 0.0, "tags": 2.0}, None):
+    weightings: tuple[dict[Signal, float] | None, ...] = (
+        {"popular": 0.0},
+        {"content": 0.0, "tags": 2.0},
+        None,
+    )
+    for weights in weightings:
         ranked = await query.rank(candidates, limit=3, weights=weights)
         direct = await query.recommendations(
             TENANT, "ann", limit=3, item_filter=ItemFilter(tenant=TENANT), weights=weights

@@ -13,10 +13,14 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator, Sequence
+import time
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from qdrant_edge import (
     CountRequest,
     Distance,
@@ -57,9 +61,11 @@ from services.common.vectorindex.base import (
     meta_payload,
     meta_point_id,
     point_id,
+    point_uuid,
     stored_item,
     tombstone_vector,
 )
+from services.common.vectorindex.cache import Cached, ItemCache
 
 _PAYLOAD_INDEXES = {
     TENANT: PayloadSchemaType.Keyword,
@@ -73,6 +79,7 @@ _PAYLOAD_INDEXES = {
 log = logging.getLogger(__name__)
 
 ALIASES_FILE = "aliases.json"
+_alias_writes = [0]  # alias files written by this process: its own switches are seen at once
 
 _IS_LIVE = FieldCondition(key=STATE, match=MatchValue(LIVE))
 _ITEMS = Filter(must=[FieldCondition(key=STATE, match=MatchAny([LIVE, DELETED]))])
@@ -99,7 +106,8 @@ def _to_edge_filter(item_filter: ItemFilter) -> Filter:
         )
     must_not: list[Any] = []
     if item_filter.exclude_item_ids:
-        excluded: set[Any] = {point_id(item_filter.tenant, i) for i in item_filter.exclude_item_ids}
+        tenant = item_filter.tenant
+        excluded: set[Any] = {point_uuid(tenant, i) for i in item_filter.exclude_item_ids}
         must_not.append(HasIdCondition(excluded))
     return Filter(must=must, must_not=must_not or None)
 
@@ -119,6 +127,7 @@ def write_aliases(root: Path, aliases: dict[str, str]) -> None:
     partial = root / f".{ALIASES_FILE}.partial"
     partial.write_text(json.dumps(aliases, indent=2, sort_keys=True))
     partial.replace(root / ALIASES_FILE)
+    _alias_writes[0] += 1
 
 
 class EdgeVectorIndex:
@@ -127,17 +136,28 @@ class EdgeVectorIndex:
     Collections are folders under ``root``; ``name`` is looked up in ``root/aliases.json``
     (no entry: the folder is ``name`` itself). When a replay points the alias at another
     collection, the index reopens on its next call, so the live process follows the
-    switch without a restart.
+    switch without a restart: at once after a switch by this process or before a write,
+    otherwise within ``alias_check_s`` (a ``stat`` of the alias file per read costs more
+    than the read).
+
+    Items' payloads are memoized (:class:`ItemCache`): the shard locks its folder, so
+    every write to it goes through this object, which invalidates what it writes.
+    Searches ask the shard for ids and scores only and take the payloads from the memo.
     """
 
-    def __init__(self, root: Path, dimension: int, name: str = "attune_items") -> None:
+    def __init__(
+        self, root: Path, dimension: int, name: str = "attune_items", *, alias_check_s: float = 0.25
+    ) -> None:
         self.root = root
         self.dimension = dimension
         self.name = name
         self.physical = name
         self._shard: EdgeShard | None = None
         self._aliases_seen: int | None = None
+        self.alias_check_s = alias_check_s
+        self._alias_checked: tuple[float, int] = (float("-inf"), -1)  # (when, _alias_writes)
         self._switching = asyncio.Lock()
+        self.items = ItemCache(dimension)
 
     @property
     def shard(self) -> EdgeShard:
@@ -158,8 +178,12 @@ class EdgeVectorIndex:
         except FileNotFoundError:
             return None
 
-    async def _current(self) -> EdgeShard:
+    async def _current(self, *, check: bool = False) -> EdgeShard:
         """The open shard, after following an alias switch if one happened."""
+        now, checked = time.monotonic(), self._alias_checked
+        if not check and checked[1] == _alias_writes[0] and now - checked[0] < self.alias_check_s:
+            return self.shard
+        self._alias_checked = (now, _alias_writes[0])
         if self._aliases_mtime() != self._aliases_seen:
             async with self._switching:
                 seen = self._aliases_mtime()
@@ -168,14 +192,22 @@ class EdgeVectorIndex:
                     log.info("collection %s now %s (was %s)", self.name, target, self.physical)
                     fresh = await asyncio.to_thread(open_shard, self.root / target, self.dimension)
                     old, self._shard, self.physical = self._shard, fresh, target
+                    self.items.clear()
                     if old is not None:
                         await asyncio.to_thread(_close_shard, old)
                 self._aliases_seen = seen
         return self.shard
 
     async def apply(self, writes: Sequence[ItemWrite]) -> None:
-        if writes:
-            await asyncio.to_thread(self._apply, await self._current(), writes)
+        if not writes:
+            return
+        shard = await self._current(check=True)
+        points = [point_uuid(write.tenant, write.item_id).int for write in writes]
+        self.items.begin_write(points)
+        try:
+            await asyncio.to_thread(self._apply, shard, writes)
+        finally:
+            self.items.end_write(points)
 
     def _apply(self, shard: EdgeShard, writes: Sequence[ItemWrite]) -> None:
         for write in writes:
@@ -197,25 +229,91 @@ class EdgeVectorIndex:
             limit=limit,
             query=Query.Nearest(as_float_list(vector)),
             filter=_to_edge_filter(item_filter),
-            with_payload=True,
+            with_payload=False,
         )
-        scored = await asyncio.to_thread((await self._current()).query, request)
-        return [Hit(item=stored_item(point.payload), score=float(point.score)) for point in scored]
+        shard = await self._current()
+        scored = [
+            (_uuid(point.id), point.score)
+            for point in await asyncio.to_thread(shard.query, request)
+        ]
+        found = await self._items(shard, [point for point, _ in scored])
+        hits = []
+        for point, score in scored:
+            entry = found.get(point.int)
+            if entry is not None:  # else deleted since the search
+                hits.append(Hit(item=entry.item, score=float(score)))
+        return hits
+
+    async def search_ids(
+        self, vector: VectorLike, item_filter: ItemFilter, limit: int
+    ) -> list[tuple[str, float]]:
+        hits = await self.search(vector, item_filter, limit)
+        return [(hit.item.item_id, hit.score) for hit in hits]
+
+    async def score(
+        self, vector: VectorLike, item_filter: ItemFilter, item_ids: Collection[str]
+    ) -> dict[str, float]:
+        """Rated here, over the memoized vectors: the same cosine similarity as the
+        shard's (its vectors are stored unit length) and the same conditions as its
+        filter (:meth:`ItemFilter.matches`)."""
+        if not item_ids:
+            return {}
+        tenant = item_filter.tenant
+        points = [point_uuid(tenant, item_id) for item_id in item_ids]
+        found = await self._items(await self._current(), points, with_vectors=True)
+        passing = [
+            entry
+            for entry in found.values()
+            if entry.vector is not None and _passes(item_filter, entry.item)
+        ]
+        if not passing:
+            return {}
+        query = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(query))
+        if norm == 0:
+            return dict.fromkeys((entry.item.item_id for entry in passing), 0.0)
+        rows = [entry.row for entry in passing]
+        if min(rows) >= 0:  # all memoized: one gather
+            matrix = self.items.matrix[rows]
+        else:
+            matrix = np.stack([entry.vector for entry in passing if entry.vector is not None])
+        scores = (matrix @ (query / norm)).tolist()
+        return {entry.item.item_id: score for entry, score in zip(passing, scores, strict=True)}
 
     async def retrieve(
         self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[StoredItem]:
         if not item_ids:
             return []
-        ids: list[Any] = [point_id(tenant, item_id) for item_id in item_ids]
-        shard = await self._current()
-        records = await asyncio.to_thread(shard.retrieve, ids, True, with_vectors)
-        found = {
-            record.payload[ITEM_ID]: stored_item(record.payload, record.vector)
-            for record in records
-            if record.payload and record.payload.get(STATE) == LIVE
-        }
-        return [found[item_id] for item_id in item_ids if item_id in found]
+        points = [point_uuid(tenant, item_id) for item_id in item_ids]
+        found = await self._items(await self._current(), points, with_vectors=with_vectors)
+        entries = [found[key] for key in (point.int for point in points) if key in found]
+        if not with_vectors:
+            return [entry.item for entry in entries]
+        return [
+            replace(entry.item, vector=entry.vector.tolist() if entry.vector is not None else None)
+            for entry in entries
+        ]
+
+    async def _items(
+        self, shard: EdgeShard, points: Sequence[uuid.UUID], *, with_vectors: bool = False
+    ) -> dict[int, Cached]:
+        """Live items by point id (as an int), from the memo or else the shard (then
+        memoized); the ones first met are last in the order."""
+        cached = self.items.get
+        found: dict[int, Cached] = {}
+        missing: list[uuid.UUID] = []
+        for point in points:
+            entry = cached(point.int)
+            if entry is None or (with_vectors and entry.vector is None):
+                missing.append(point)
+            else:
+                found[point.int] = entry
+        if missing:
+            epoch = self.items.epoch
+            fetched = await asyncio.to_thread(_fetch_items, shard, missing, with_vectors)
+            found.update(self.items.fill(fetched, epoch))
+        return found
 
     async def count(self, tenant: str | None = None) -> int:
         request = CountRequest(exact=True, filter=_live(tenant))
@@ -242,15 +340,16 @@ class EdgeVectorIndex:
     async def write_meta(self, key: str, value: dict[str, Any]) -> None:
         vector = tombstone_vector(self.dimension)
         point = Point(meta_point_id(key), vector, meta_payload(key, value))
-        shard = await self._current()
+        shard = await self._current(check=True)
         await asyncio.to_thread(shard.update, UpdateOperation.upsert_points([point]))
 
     async def optimize(self) -> None:
-        await asyncio.to_thread((await self._current()).optimize)
+        await asyncio.to_thread((await self._current(check=True)).optimize)
 
     async def close(self) -> None:
         if self._shard is not None:
             shard, self._shard = self._shard, None
+            self.items.clear()
             await asyncio.to_thread(_close_shard, shard)
 
 
@@ -267,6 +366,32 @@ def open_shard(path: Path, dimension: int) -> EdgeShard:
         if field_name not in indexed:
             shard.update(UpdateOperation.create_field_index(field_name, schema))
     return shard
+
+
+def _fetch_items(
+    shard: EdgeShard, points: list[uuid.UUID], with_vectors: bool
+) -> dict[int, Cached]:
+    """The live items among ``points``, keyed by point id as an int."""
+    found: dict[int, Cached] = {}
+    ids: list[Any] = points
+    for record in shard.retrieve(ids, True, with_vectors):
+        payload = record.payload
+        if payload and payload.get(STATE) == LIVE:
+            vector = np.asarray(record.vector, dtype=np.float32) if with_vectors else None
+            found[_uuid(record.id).int] = Cached(stored_item(payload), vector)
+    return found
+
+
+def _passes(item_filter: ItemFilter, item: StoredItem) -> bool:
+    """:meth:`ItemFilter.matches` for an item of the filter's tenant, quicker when the
+    filter only excludes ids (a recommendation's usual filter)."""
+    if item_filter.tags_any or item_filter.metadata_equals or item_filter.metadata_ranges:
+        return item_filter.matches(item)
+    return item.item_id not in item_filter.exclude_item_ids
+
+
+def _uuid(point: Any) -> uuid.UUID:
+    return point if isinstance(point, uuid.UUID) else uuid.UUID(str(point))
 
 
 def _close_shard(shard: EdgeShard) -> None:

@@ -6,7 +6,7 @@ this exact code path without a server; the contract tests use it that way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
@@ -56,11 +56,14 @@ def _live(tenant: str | None) -> models.Filter:
     return models.Filter(must=must)
 
 
-def _to_qdrant_filter(item_filter: ItemFilter) -> models.Filter:
+def _to_qdrant_filter(item_filter: ItemFilter, only: list[str] | None = None) -> models.Filter:
+    """The filter as Qdrant conditions; ``only``: point ids it is restricted to."""
     must: list[Any] = [
         _IS_LIVE,
         models.FieldCondition(key=TENANT, match=models.MatchValue(value=item_filter.tenant)),
     ]
+    if only is not None:
+        must.append(models.HasIdCondition(has_id=list(only)))
     if item_filter.tags_any:
         must.append(
             models.FieldCondition(key=TAGS, match=models.MatchAny(any=list(item_filter.tags_any)))
@@ -179,6 +182,41 @@ class QdrantServerIndex:
             Hit(item=stored_item(point.payload), score=float(point.score))
             for point in response.points
         ]
+
+    async def search_ids(
+        self, vector: VectorLike, item_filter: ItemFilter, limit: int
+    ) -> list[tuple[str, float]]:
+        response = await self.client.query_points(
+            self.collection,
+            query=as_float_list(vector),
+            query_filter=_to_qdrant_filter(item_filter),
+            limit=limit,
+            with_payload=[ITEM_ID],
+        )
+        return [
+            (str(point.payload[ITEM_ID]), float(point.score))
+            for point in response.points
+            if point.payload
+        ]
+
+    async def score(
+        self, vector: VectorLike, item_filter: ItemFilter, item_ids: Collection[str]
+    ) -> dict[str, float]:
+        if not item_ids:
+            return {}
+        named = {point_id(item_filter.tenant, item_id): item_id for item_id in item_ids}
+        response = await self.client.query_points(
+            self.collection,
+            query=as_float_list(vector),
+            query_filter=_to_qdrant_filter(item_filter, only=list(named)),
+            limit=len(named),
+            with_payload=False,
+        )
+        return {
+            named[str(point.id)]: float(point.score)
+            for point in response.points
+            if str(point.id) in named
+        }
 
     async def retrieve(
         self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False
