@@ -168,8 +168,9 @@ class Settings(BaseSettings):
         description="Half-life of the popularity signal; 0: all-time popularity (no decay).",
     )
     cooccurrence_window: Annotated[int, Field(ge=1, le=1_000)] = Field(
-        default=5,
-        description="How many of the user's latest liked items pair with a newly liked one.",
+        default=10,
+        description="How many of the user's latest liked items pair with a newly liked one "
+        "(5 instead of 10 cost HitRate@10 0.750 -> 0.708 on MovieLens; docs/relevance.md).",
     )
 
     # Query: how recommendations, similar items and personalized search blend signals.
