@@ -205,7 +205,9 @@ class RequestMetrics:
             )
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies are ``async def`` although they never wait: FastAPI runs a plain
+# ``def`` dependency in a worker thread, a thread hop per dependency per request.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -220,22 +222,22 @@ def _state(request: Request, name: str) -> Any:
         raise ApiError(503, "unavailable", f"{name} is not configured in this service") from None
 
 
-def get_broker(request: Request) -> KafkaBroker:
+async def get_broker(request: Request) -> KafkaBroker:
     broker: KafkaBroker = _state(request, "broker")
     return broker
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     client: Redis = _state(request, "redis")
     return client
 
 
-def get_vector_index(request: Request) -> VectorIndex:
+async def get_vector_index(request: Request) -> VectorIndex:
     index: VectorIndex = _state(request, "vector_index")
     return index
 
 
-def get_embedder(request: Request) -> Embedder:
+async def get_embedder(request: Request) -> Embedder:
     embedder: Embedder = _state(request, "embedder")
     return embedder
 
@@ -289,7 +291,7 @@ def resolve_tenant(request: Request, settings: Settings) -> str:
     return tenant
 
 
-def get_tenant(request: Request, settings: SettingsDep) -> str:
+async def get_tenant(request: Request, settings: SettingsDep) -> str:
     return resolve_tenant(request, settings)
 
 
