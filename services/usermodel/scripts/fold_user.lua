@@ -73,15 +73,35 @@ local function strength_of(ev)
   return (ev.r - mean) * cfg.rw
 end
 
+-- Strengths as stored (an absent item is 0), read at most once per call: every change to
+-- the strength hash in this call goes through strength_add / strength_drop below.
+local strength_known = {}
+
+local function strength_add(item, amount)
+  strength_known[item] = tonumber(redis.call('HINCRBYFLOAT', strength, item, amount))
+end
+
+local function strength_drop(item)
+  redis.call('HDEL', strength, item)
+  strength_known[item] = 0
+end
+
 local function pairs_for(item)
   -- The user's latest positively engaged items, before this one, pair with it.
   local latest = redis.call('ZREVRANGE', recent, 0, cfg.cw * 2)
   if #latest == 0 then return {} end
-  local strengths = redis.call('HMGET', strength, unpack(latest))
+  local unknown = {}
+  for _, other in ipairs(latest) do
+    if strength_known[other] == nil then unknown[#unknown + 1] = other end
+  end
+  if #unknown > 0 then
+    local stored = redis.call('HMGET', strength, unpack(unknown))
+    for i, other in ipairs(unknown) do strength_known[other] = tonumber(stored[i] or '0') end
+  end
   local found = {}
-  for i, other in ipairs(latest) do
+  for _, other in ipairs(latest) do
     if #found >= cfg.cw then break end
-    if other ~= item and tonumber(strengths[i] or '0') > 0 then found[#found + 1] = other end
+    if other ~= item and strength_known[other] > 0 then found[#found + 1] = other end
   end
   return found
 end
@@ -102,12 +122,12 @@ local function apply(ev)
   local pairs_with = {}
   if s > 0 and cfg.cw > 0 then pairs_with = pairs_for(ev.it) end
   recent_size = recent_size + redis.call('ZADD', recent, 'GT', ev.t, ev.it)
-  redis.call('HINCRBYFLOAT', strength, ev.it, s)
+  strength_add(ev.it, s)
   for _, tag in ipairs(ev.tg) do decayed_add(tag, s, ev.t) end
 
   if recent_size > cfg.rl then
     local dropped = redis.call('ZPOPMIN', recent, recent_size - cfg.rl)
-    for i = 1, #dropped, 2 do redis.call('HDEL', strength, dropped[i]) end
+    for i = 1, #dropped, 2 do strength_drop(dropped[i]) end
     recent_size = cfg.rl
   end
 
