@@ -70,10 +70,12 @@ def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
         graceful_timeout=settings.shutdown_timeout_s,
         # A plain logger: FastStream's default one writes colourized text to stdout of
         # its own; this one goes through the process's handler (JSON lines).
-        logger=logging.getLogger("attune.kafka"),
-        log_level=logging.DEBUG,  # FastStream logs every message at this level
-        middlewares=middlewares,
-        **options,
+        **{
+            "logger": logging.getLogger("attune.kafka"),
+            "log_level": logging.DEBUG,  # FastStream logs every message at this level
+            "middlewares": middlewares,
+            **options,  # a caller's own logger (e.g. None: silent) wins
+        },
     )
 
 
