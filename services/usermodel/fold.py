@@ -54,7 +54,7 @@ class FoldConfig:
     tag_half_life_days: float = 30.0
     trending_half_life_days: float = 7.0
     popularity_half_life_days: float = 0.0
-    cooccurrence_window: int = 10
+    cooccurrence_window: int = 5
     dedupe_window: int = 256
 
     @classmethod
