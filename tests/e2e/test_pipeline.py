@@ -4,10 +4,8 @@ and the query API reflects them. Waits poll with a deadline; no fixed sleeps."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from services.common.runner import (
     open_dependencies,
     serve_http,
 )
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -64,17 +63,6 @@ async def api(stack: EmbeddedStack, tmp_path: Path) -> AsyncIterator[httpx.Async
                 yield client
         finally:
             await deps.broker.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, within: float = 60) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_posted_content_and_events_reach_every_query(api: httpx.AsyncClient) -> None:

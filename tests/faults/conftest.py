@@ -9,7 +9,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -35,6 +34,7 @@ from services.usermodel.fold import FoldConfig, UserModelFolder
 from services.usermodel.keys import UserModelKeys
 from services.usermodel.namespace import Namespaces, RedisWatermarks
 from services.usermodel.replay import rebuild_namespace
+from tests import polling
 
 pytestmark = pytest.mark.integration
 
@@ -90,16 +90,11 @@ async def redis(fault_stack: EmbeddedStack) -> AsyncIterator[Redis]:
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 90) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            if await check():
-                return
-        except (OSError, RedisConnectionError):
-            pass  # a dependency that is still coming back
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.2)
+    """:func:`tests.polling.eventually` with the fault tests' patience: a dependency
+    that is still coming back (a connection refused) means "not yet"."""
+    await polling.eventually(
+        check, what, within=within, interval=0.2, tolerate=(OSError, RedisConnectionError)
+    )
 
 
 async def applied_offsets(redis: Redis, settings: Settings) -> dict[int, int]:

@@ -3,11 +3,10 @@ Qdrant Edge in a temporary folder, producers and readers on raw aiokafka."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from services.common.settings import Settings
 from services.common.vectorindex import ItemFilter, ItemWrite, VectorIndex
 from services.common.vectorindex.edge import EdgeVectorIndex
 from services.embedder import consumer_group, content_router
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -98,15 +98,6 @@ async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> Non
             await producer.send_and_wait(CONTENT.name, value, key=key)
     finally:
         await producer.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll ``check`` until it holds, failing after the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {DEADLINE_S:.0f} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def top_hit(embedder: Embedder, index: VectorIndex, tenant: str, query: str) -> str | None:
@@ -191,7 +182,9 @@ async def test_content_is_embedded_searchable_deleted_and_bad_input_dead_lettere
                 and await top_hit(embedder, index, tenant, "baking a dessert") == "cake"
             )
 
-        await eventually(three_items_searchable, "the three items are searchable")
+        await eventually(
+            three_items_searchable, "the three items are searchable", within=DEADLINE_S
+        )
         letters = await read_dead_letters(settings, {malformed_key})
         letter = letters[malformed_key]
         assert letter.reason == "invalid_json"
@@ -217,7 +210,9 @@ async def test_content_is_embedded_searchable_deleted_and_bad_input_dead_lettere
                 and await top_hit(embedder, index, tenant, "a cup of hot tea") == "tea"
             )
 
-        await eventually(heat_gone_tea_found, "heat is deleted and tea is searchable")
+        await eventually(
+            heat_gone_tea_found, "heat is deleted and tea is searchable", within=DEADLINE_S
+        )
         assert await index.count(tenant) == 3
         [alien] = await index.retrieve(tenant, ["alien"])
         assert alien.payload["title"] == "Alien"
@@ -252,7 +247,7 @@ async def test_the_embedder_process_serves_health_and_metrics_and_stores_content
                 async def embedded() -> bool:
                     return _metric((await client.get("/metrics")).text, metric) > before
 
-                await eventually(embedded, "the process embeds the upsert")
+                await eventually(embedded, "the process embeds the upsert", within=DEADLINE_S)
                 ready = await client.get("/readyz")
                 assert ready.status_code == 200, ready.text
                 assert ready.json()["checks"] == {"kafka": "ok", "vector_index": "ok"}
@@ -310,7 +305,7 @@ async def test_a_batch_that_fails_is_redelivered_and_then_stored(
         async def stored() -> bool:
             return await index.count(tenant) == 1
 
-        await eventually(stored, "the redelivered batch is stored")
+        await eventually(stored, "the redelivered batch is stored", within=DEADLINE_S)
         assert flaky.failures == 1
     finally:
         await broker.stop()

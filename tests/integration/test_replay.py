@@ -5,9 +5,8 @@ missed."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from services.usermodel.fold import FoldConfig
 from services.usermodel.keys import UserModelKeys
 from services.usermodel.namespace import Namespaces, RedisWatermarks
 from services.usermodel.replay import rebuild_namespace, replay_usermodel
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +56,6 @@ async def live(settings: Settings) -> AsyncIterator[Dependencies]:
             yield deps
         finally:
             await deps.broker.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 90) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.2)
 
 
 async def topic_ends(settings: Settings, topic: str) -> dict[int, int]:
@@ -101,6 +93,7 @@ async def test_a_rebuild_has_the_live_digest_and_the_switch_hands_over(
     await eventually(
         lambda: caught_up(settings, EVENTS.name, RedisWatermarks(redis, live_keys)),
         "the user model reflects the events topic",
+        within=90,
     )
     await eventually(
         lambda: caught_up(settings, CONTENT.name, IndexWatermarks(live.vector_index, CONTENT.name)),  # type: ignore[arg-type]

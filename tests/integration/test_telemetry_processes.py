@@ -11,7 +11,6 @@ Every process is stopped (SIGTERM, then SIGKILL) when the module ends, pass or f
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -19,7 +18,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +28,7 @@ from schemas.topics import EVENTS
 from services.common.embedded import EmbeddedStack, ManagedProcess, free_port
 from tests.integration.otlp_receiver import Receiver, otlp_receiver
 from tests.integration.test_telemetry_traces import SpanRow, ancestors, one, render_tree
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -128,17 +127,6 @@ def attune(
             process.stop(timeout=10)
 
 
-async def _eventually(check: Any, what: str, attune: Attune, within: float = 60) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for: {what}\n{attune.logs()}")
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 async def traffic(attune: Attune, stack: EmbeddedStack) -> Attune:
     """Content, events (one of them poison, straight onto the topic), a search and
@@ -169,7 +157,7 @@ async def traffic(attune: Attune, stack: EmbeddedStack) -> Attune:
             user = await http.get(f"{attune.url('query')}/v1/users/ann", headers=headers)
             return user.status_code == 200 and user.json()["events"] >= 3
 
-        await _eventually(folded, "the usermodel folds the events", attune)
+        await eventually(folded, "the usermodel folds the events", explain=attune.logs)
         search = await http.post(
             f"{attune.url('query')}/v1/search",
             json={"query": "moon", "user_id": "ann"},
@@ -202,8 +190,8 @@ async def _traces_of(
             return traces
         return None
 
-    traces: list[list[SpanRow]] = await _eventually(
-        complete, f"the traces of {service} {request} reach {until}", traffic
+    traces: list[list[SpanRow]] = await eventually(
+        complete, f"the traces of {service} {request} reach {until}", explain=traffic.logs
     )
     for rows in traces:
         assert one(rows, name=request, kind="SERVER").service == service
@@ -249,7 +237,7 @@ async def test_an_event_is_one_trace_across_the_processes_over_otlp_http(
                 return batch
         return None
 
-    rows = await _eventually(folded, "the fold span arrives", traffic)
+    rows = await eventually(folded, "the fold span arrives", explain=traffic.logs)
     print(f"\nPOST /v1/events, as exported over OTLP/HTTP:\n{render_tree(rows)}")
     batch = one(rows, name="attune.events process", kind="CONSUMER")
     fold = one(rows, name="usermodel.fold")
@@ -287,7 +275,9 @@ async def test_a_content_item_reaches_the_embedder_and_a_search_the_query_servic
         batch = _batch_trace(traffic, process)
         return batch if any(r.name == "vector_index.apply" for r in batch) else None
 
-    batch_rows = await _eventually(embedded, "the embedder's index write arrives", traffic)
+    batch_rows = await eventually(
+        embedded, "the embedder's index write arrives", explain=traffic.logs
+    )
     print(f"\nPOST /v1/content, as exported over OTLP/HTTP:\n{render_tree(batch_rows)}")
     batch = one(batch_rows, name="attune.content process", kind="CONSUMER")
     for name in ("embedding.embed_documents", "vector_index.apply"):
@@ -349,7 +339,7 @@ async def test_every_process_serves_the_series_operators_watch(traffic: Attune) 
     async def embedded() -> bool:
         return bool(scrape(traffic, "embedder").get("attune_embedder_docs_embedded_total"))
 
-    await _eventually(embedded, "the embedder counts its documents", traffic)
+    await eventually(embedded, "the embedder counts its documents", explain=traffic.logs)
     for service, topic, stores in (
         ("usermodel", EVENTS.name, ("kafka", "redis")),
         ("embedder", "attune.content", ("kafka", "vector_index")),

@@ -9,10 +9,8 @@ The helpers at the top (span rows, trees, polling) are shared with the OTLP test
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from services.common.runner import (
     serve_http,
 )
 from services.common.telemetry import use_tracer_provider
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -115,18 +114,6 @@ def render_tree(rows: Sequence[SpanRow]) -> str:
 
     walk(None, 0)
     return "\n".join(lines)
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, within: float = 60) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.05)
 
 
 # -- the test ---------------------------------------------------------------------------
