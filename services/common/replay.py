@@ -19,16 +19,20 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import TypeAdapter
 
+from services.common.consumer import Envelope, decode_batch
 from services.common.kafka import aiokafka_options
+from services.common.offsets import Watermark, plan_batch
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ReplayProgress = Callable[[int, int | None], None]  # (records done, records in all)
+T = TypeVar("T")
 
 
 @dataclass
@@ -102,6 +106,33 @@ async def read_topic(
         await consumer.stop()
 
 
+@dataclass
+class ReplayDecoder(Generic[T]):
+    """What both replays do to each slice of records before storing it: plan it against
+    the watermarks met so far in this replay (skip what is applied, notice gaps and
+    log resets, as the live consumers do) and decode it. Records that do not decode
+    are only counted: they went to the dead-letter topic when first consumed."""
+
+    adapter: TypeAdapter[T]
+    max_bytes: int
+    marks: dict[int, Watermark] = field(default_factory=dict)
+    rejected: int = 0
+
+    def decode(self, records: Sequence[Any]) -> tuple[list[Envelope[T]], dict[int, Watermark]]:
+        """The messages to apply, and the watermarks to store with them."""
+        plan = plan_batch(records, self.marks)
+        self.marks.update(plan.marks)
+        batch = decode_batch(
+            plan.apply,  # type: ignore[arg-type]  # the records it was given
+            self.adapter,
+            consumer="replay",
+            max_bytes=self.max_bytes,
+            epochs={partition: mark.epoch for partition, mark in plan.marks.items()},
+        )
+        self.rejected += len(batch.rejected)
+        return batch.accepted, plan.marks
+
+
 class _Chains:
     """Stores run in order within a lane, lanes concurrently, a bounded number pending."""
 
@@ -159,4 +190,4 @@ async def _caught_up(
     return True
 
 
-__all__ = ["ReadStats", "ReplayProgress", "read_topic"]
+__all__ = ["ReadStats", "ReplayDecoder", "ReplayProgress", "read_topic"]

@@ -16,9 +16,8 @@ from pydantic import TypeAdapter
 
 from schemas.content import ContentMessage, ContentTombstone, ContentUpsert
 from schemas.topics import CONTENT
-from services.common.consumer import decode_batch
-from services.common.offsets import Watermark, plan_batch
-from services.common.replay import ReadStats, ReplayProgress, read_topic
+from services.common.offsets import Watermark
+from services.common.replay import ReadStats, ReplayDecoder, ReplayProgress, read_topic
 from services.common.settings import Settings
 from services.common.vectorindex import Collections, VectorIndex
 from services.embedder.apply import DocumentEmbedder, IndexWatermarks, apply_content
@@ -49,21 +48,11 @@ async def rebuild_collection(
     """Apply the whole content topic to ``index`` (ready); return the read stats and how
     many records were not valid content messages."""
     watermarks = IndexWatermarks(index, CONTENT.name)
-    marks: dict[int, Watermark] = {}
-    rejected = 0
+    decoder = ReplayDecoder(_CONTENT, settings.max_message_bytes)
 
     def prepare(records: Sequence[Any]) -> Coroutine[Any, Any, None]:
-        nonlocal rejected
-        plan = plan_batch(records, marks)
-        marks.update(plan.marks)
-        batch = decode_batch(
-            plan.apply,  # type: ignore[arg-type]
-            _CONTENT,
-            consumer="replay",
-            max_bytes=settings.max_message_bytes,
-        )
-        rejected += len(batch.rejected)
-        return stored(batch.accepted, plan.marks)
+        items, marks = decoder.decode(records)
+        return stored(items, marks)
 
     async def stored(items: Sequence[Any], applied: dict[int, Watermark]) -> None:
         await apply_content(items, embedder, index)
@@ -74,7 +63,7 @@ async def rebuild_collection(
         progress=progress,
     )  # fmt: skip
     await index.optimize()
-    return stats, rejected
+    return stats, decoder.rejected
 
 
 async def replay_embedder(

@@ -19,9 +19,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from schemas.topics import EVENTS
-from services.common.consumer import decode_batch
-from services.common.offsets import Watermark, plan_batch
-from services.common.replay import ReadStats, ReplayProgress, read_topic
+from services.common.offsets import Watermark
+from services.common.replay import ReadStats, ReplayDecoder, ReplayProgress, read_topic
 from services.common.settings import Settings
 from services.usermodel.fold import FoldConfig, PreparedFold, UserModelFolder
 from services.usermodel.keys import UserModelKeys
@@ -54,22 +53,11 @@ async def rebuild_namespace(
     keys = UserModelKeys(namespace)
     folder = UserModelFolder(redis, FoldConfig.from_settings(settings), direct=True)
     store = RedisWatermarks(redis, keys)
-    marks: dict[int, Watermark] = {}
-    rejected = 0
+    decoder = ReplayDecoder(EVENT_ADAPTER, settings.max_message_bytes)
 
     def prepare(records: Sequence[Any]) -> Coroutine[Any, Any, None]:
-        nonlocal rejected
-        plan = plan_batch(records, marks)
-        marks.update(plan.marks)
-        batch = decode_batch(
-            plan.apply,  # type: ignore[arg-type]
-            EVENT_ADAPTER,
-            consumer="replay",
-            max_bytes=settings.max_message_bytes,
-            epochs={p: mark.epoch for p, mark in plan.marks.items()},
-        )
-        rejected += len(batch.rejected)
-        return folded(folder.prepare(batch.accepted, keys), plan.marks)
+        events, marks = decoder.decode(records)
+        return folded(folder.prepare(events, keys), marks)
 
     async def folded(lanes: list[PreparedFold], applied: dict[int, Watermark]) -> None:
         await folder.apply(lanes)
@@ -79,7 +67,7 @@ async def rebuild_namespace(
         settings, EVENTS.name, prepare, since=since, batch_records=batch_records,
         lanes=EVENTS.partitions, progress=progress,
     )  # fmt: skip
-    return stats, rejected
+    return stats, decoder.rejected
 
 
 async def replay_usermodel(
