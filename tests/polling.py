@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 
@@ -36,4 +37,23 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-__all__ = ["eventually"]
+def wait_ready(url: str, alive: Callable[[], str | None], *, within: float = 60) -> httpx.Response:
+    """Poll ``url``/readyz of a service process until it answers 200, and return that
+    answer; fail when ``alive()`` says why the process is gone (its log), or after
+    ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        if (gone := alive()) is not None:
+            pytest.fail(f"the service at {url} exited:\n{gone}")
+        try:
+            answer = httpx.get(f"{url}/readyz", timeout=5)
+            if answer.status_code == 200:
+                return answer
+        except httpx.HTTPError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            pytest.fail(f"the service at {url} was not ready within {within:.0f} s")
+        time.sleep(0.2)
+
+
+__all__ = ["eventually", "wait_ready"]

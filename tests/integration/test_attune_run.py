@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from services.common.embedded import EmbeddedStack, free_port
+from tests.polling import wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -47,18 +47,11 @@ def test_attune_run_serves_health_and_stops_on_sigterm(
         [str(attune), "run", service], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     try:
-        deadline = time.monotonic() + 60
-        ready: httpx.Response | None = None
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "run.log").read_text()
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        assert ready is not None, (tmp_path / "run.log").read_text()
+
+        def alive() -> str | None:
+            return None if process.poll() is None else (tmp_path / "run.log").read_text()
+
+        ready = wait_ready(f"http://127.0.0.1:{port}", alive)
         assert ready.status_code == 200, ready.text
         assert set(ready.json()["checks"]) == EXPECTED_CHECKS[service]
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)

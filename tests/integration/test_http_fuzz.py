@@ -7,12 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from services.common.embedded import EmbeddedStack, free_port
+from tests.polling import wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -61,20 +60,12 @@ def _serve(service: str, stack: EmbeddedStack, folder: Path) -> Iterator[str]:
         "ATTUNE_MAX_BODY_BYTES": "65536",
     }
     attune = Path(sys.executable).with_name("attune")
-    log = (folder / f"{service}.log").open("wb")
+    log_path = folder / f"{service}.log"
+    log = log_path.open("wb")
     process = subprocess.Popen([str(attune), "run", service], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (folder / f"{service}.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"{service} did not become ready"
-            time.sleep(0.2)
+        wait_ready(url, lambda: None if process.poll() is None else log_path.read_text())
         yield url
     finally:
         process.terminate()

@@ -28,7 +28,7 @@ from schemas.topics import EVENTS
 from services.common.embedded import EmbeddedStack, ManagedProcess, free_port
 from tests.integration.otlp_receiver import Receiver, otlp_receiver
 from tests.integration.test_telemetry_traces import SpanRow, ancestors, one, render_tree
-from tests.polling import eventually
+from tests.polling import eventually, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -80,16 +80,12 @@ def _environment(stack: EmbeddedStack, folder: Path, otlp_port: int) -> dict[str
 
 
 def _wait_ready(attune: Attune, service: str, deadline: float) -> None:
-    while True:
-        process = attune.processes[service]
-        assert not process.exited(), f"{service} exited:\n{process.last_log_lines(40)}"
-        try:
-            if httpx.get(f"{attune.url(service)}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{service} not ready in time:\n{attune.logs()}"
-        time.sleep(0.2)
+    process = attune.processes[service]
+
+    def alive() -> str | None:
+        return process.last_log_lines(40) if process.exited() else None
+
+    wait_ready(attune.url(service), alive, within=max(0.0, deadline - time.monotonic()))
 
 
 @pytest.fixture(scope="module")
