@@ -3,6 +3,7 @@ weighted blend of signals with its explanation. No I/O here."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,29 +90,37 @@ def blend(
     signals behind it (strongest first). Ties break on item id, so results are stable.
     ``limit`` keeps the best ones only (and explains only those)."""
     details = details or {}
+    active = [(s, w, scores) for s, scores in signals.items() if (w := weights.get(s, 0.0)) != 0]
     totals: dict[str, float] = {}
-    parts: dict[str, list[tuple[Signal, float, float, float]]] = {}
-    for signal, scores in signals.items():
-        weight = weights.get(signal, 0.0)
-        if weight == 0:
-            continue
+    for _, weight, scores in active:
         for item_id, score in scores.items():
-            if score <= 0:
-                continue
-            contribution = weight * score
-            totals[item_id] = totals.get(item_id, 0.0) + contribution
-            parts.setdefault(item_id, []).append((signal, score, weight, contribution))
+            if score > 0:
+                totals[item_id] = totals.get(item_id, 0.0) + weight * score
+    if limit is not None and len(totals) > limit:
+        # Rounding (for stable ties) moves a total by at most 5e-7, so no item more than
+        # 1e-6 below the limit-th best total can reach the head: skip rounding those.
+        floor = heapq.nlargest(limit, totals.values())[-1] - 1e-6
+        totals = {item_id: total for item_id, total in totals.items() if total >= floor}
     rounded = {item_id: round(total, 6) for item_id, total in totals.items()}
-    order = sorted(rounded, key=lambda item_id: (-rounded[item_id], item_id))
+
+    def best_first(item_id: str) -> tuple[float, str]:
+        return (-rounded[item_id], item_id)
+
+    order = (
+        sorted(rounded, key=best_first)
+        if limit is None
+        else heapq.nsmallest(limit, rounded, key=best_first)
+    )
     results = []
-    for item_id in order if limit is None else order[:limit]:
+    for item_id in order:
         reasons = [
             Reason(
                 signal=signal, score=round(score, 4), weight=weight,
-                contribution=round(contribution, 4),
+                contribution=round(weight * score, 4),
                 detail=details.get(signal, {}).get(item_id),
             )
-            for signal, score, weight, contribution in parts[item_id]
+            for signal, weight, scores in active
+            if (score := scores.get(item_id, 0.0)) > 0
         ]  # fmt: skip
         reasons.sort(key=lambda r: -r.contribution)
         results.append(Blended(item_id, rounded[item_id], reasons))

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from schemas.query import Signal
 from services.query.ranking import (
     WeightedItem,
     blend,
@@ -88,3 +89,26 @@ def test_blend_ignores_zero_weights_and_scores_and_breaks_ties_by_id() -> None:
     )
     assert [r.item_id for r in results] == ["a", "b"]
     assert all(len(r.reasons) == 1 for r in results)
+
+
+def test_a_limited_blend_is_the_head_of_the_full_one() -> None:
+    rng = np.random.default_rng(7)
+    steps: dict[Signal, int] = {"content": 1, "cooccurrence": 3, "popular": 2}
+    signals = {
+        signal: {f"i{n}": float(rng.choice([0.0, 0.5, rng.random()])) for n in range(0, 300, step)}
+        for signal, step in steps.items()
+    }
+    weights: dict[Signal, float] = {"content": 0.5, "cooccurrence": 1.0, "popular": 0.25}
+    full = blend(signals, weights, {"cooccurrence": {"i3": "with X"}})
+    head = blend(signals, weights, {"cooccurrence": {"i3": "with X"}}, limit=20)
+    assert len(head) == 20
+    assert [(r.item_id, r.score, r.reasons) for r in head] == [
+        (r.item_id, r.score, r.reasons) for r in full[:20]
+    ]
+
+
+def test_a_limited_blend_ties_on_rounded_totals_as_the_full_one_does() -> None:
+    signals: dict[Signal, dict[str, float]] = {"content": {"c": 0.5, "b": 0.4999996, "a": 0.4999}}
+    weights: dict[Signal, float] = {"content": 1.0}
+    assert [r.item_id for r in blend(signals, weights, limit=1)] == ["b"]
+    assert [r.item_id for r in blend(signals, weights, limit=2)] == ["b", "c"]
