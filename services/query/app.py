@@ -76,7 +76,10 @@ async def get_weight_overrides(
         float | None, Query(ge=0.0, le=100.0, description="Weight of trending.")
     ] = None,
     w_popular: Annotated[
-        float | None, Query(ge=0.0, le=100.0, description="Weight of all-time popularity.")
+        float | None,
+        Query(
+            ge=0.0, le=100.0, description="Weight of popularity (ATTUNE_POPULARITY_HALF_LIFE_DAYS)."
+        ),
     ] = None,
     w_tags: Annotated[
         float | None, Query(ge=0.0, le=100.0, description="Weight of tag affinity.")

@@ -53,7 +53,7 @@ class FoldConfig:
     recent_items_limit: int = 200
     tag_half_life_days: float = 30.0
     trending_half_life_days: float = 7.0
-    popularity_half_life_days: float = 0.0
+    popularity_half_life_days: float = 730.0
     cooccurrence_window: int = 5
     dedupe_window: int = 256
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +71,10 @@ def _pairs(reply: Any) -> list[tuple[str, float]]:
     ]
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class _Ranked:
     """A tenant's trending or popular list as read: scores before decay."""
@@ -92,22 +96,27 @@ class UserModelReader:
 
     With ``ranked_cache_s`` > 0, a tenant's trending and popular lists are read from
     Redis at most that often (at least :data:`RANKED_DEPTH` deep) and decayed to the
-    time of each call; a user's own model is always read fresh."""
+    time of each call; a user's own model is always read fresh.
+
+    Decays are to ``clock()``, the wall clock unless given: an evaluation replaying a
+    past timeline reads as of its cut-off."""
 
     def __init__(
-        self, redis: Redis, keys: UserModelKeys, config: FoldConfig, *, ranked_cache_s: float = 0.0
-    ) -> None:
+        self, redis: Redis, keys: UserModelKeys, config: FoldConfig, *,
+        ranked_cache_s: float = 0.0, clock: Callable[[], datetime] = _utc_now,
+    ) -> None:  # fmt: skip
         self.redis = redis
         self.namespaces = Namespaces(redis, keys.namespace)
         self.config = config
         self.ranked_cache_s = ranked_cache_s
+        self.clock = clock
         self._ranked: dict[str, _Ranked] = {}
 
     async def user(
         self, tenant: str, user_id: str, *, now: datetime | None = None, recent_limit: int = 200
     ) -> UserModel:
         """The user's model (empty, not an error, for a user never seen)."""
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         keys = (await self.namespaces.active_keys()).user(tenant, user_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.state)
@@ -174,7 +183,7 @@ class UserModelReader:
         entry = await self._read_ranked(key, meta, name, limit)
         factor = 1.0
         if rate and entry.landmark is not None:
-            now_ms = (now or datetime.now(UTC)).timestamp() * 1000
+            now_ms = (now or self.clock()).timestamp() * 1000
             factor = math.exp(max(rate * (entry.landmark - now_ms), -700.0))
         ranked = entry.ranked if len(entry.ranked) <= limit else entry.ranked[:limit]
         return [(item, score * factor) for item, score in ranked]

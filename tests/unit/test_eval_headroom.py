@@ -3,9 +3,6 @@ models computed outside the system, and other test fractions (counting only)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 import pytest
 
 from services.common.datasets import Rating
@@ -16,16 +13,9 @@ from services.common.evaluation.headroom import (
     split_sizes,
 )
 from services.common.evaluation.report import render_markdown
-from services.common.evaluation.runner import (
-    EvaluationConfig,
-    Phase,
-    Weights,
-    required,
-    select_weights,
-)
 from services.common.evaluation.split import holdout
+from services.common.evaluation.summary import required
 from tests.unit.test_eval_report import results
-from tests.unit.test_eval_runner import row
 
 DAY = 86_400
 
@@ -100,65 +90,3 @@ def test_the_report_shows_the_headroom() -> None:
     assert "| NDCG@10 | " in text
     assert "| 10% of the ratings (this run) |" in text
     assert "EASE (users with history): lambda" in text
-
-
-class ListsByWeights:
-    """Stands in for the engine: a user's "candidates" map a weighting's label to the
-    list it ranks."""
-
-    async def rank(
-        self, candidates: dict[str, list[str]], *, limit: int, weights: dict[str, float],
-        diversity: float,
-    ) -> tuple[str, list[Any]]:  # fmt: skip
-        ranked = candidates["best" if weights == BEST else "configured"]
-        return "personalized", [SimpleNamespace(item_id=i) for i in ranked[:limit]]
-
-
-BEST: Weights = {"content": 0.25, "popular": 1.0}
-CONFIGURED: Weights = {"content": 1.0, "popular": 1.0}
-
-
-def validation_phase(best_wins: int, users: int = 40) -> Phase:
-    """``best_wins`` users find their target only under the best weighting; everyone
-    else finds it under both."""
-    phase = Phase("validation")
-    for n in range(users):
-        phase.rows.append(row(str(n), 10, set(), {"t"}))
-        hit, miss = ["t"], ["x"]
-        phase.candidates.append(
-            {"best": hit, "configured": miss if n < best_wins else hit}  # type: ignore[arg-type]
-        )
-    return phase
-
-
-def grid_ranking() -> list[dict[str, Any]]:
-    return [{"weights": BEST}, {"weights": {"popular": 1.0}}, {"weights": CONFIGURED}]
-
-
-async def test_the_defaults_stay_when_the_grids_best_leads_within_noise() -> None:
-    config = EvaluationConfig(folder=None, resamples=500, seed=1)  # type: ignore[arg-type]
-    engine: Any = ListsByWeights()
-    chosen, record = await select_weights(
-        engine, validation_phase(best_wins=1), grid_ranking(), dict(CONFIGURED), config
-    )
-    assert chosen == CONFIGURED
-    assert record["kept_configured"]
-    assert record["configured_position"] == 3
-    assert record["difference"]["low"] <= 0 < record["difference"]["mean"]
-
-
-async def test_the_grids_best_is_chosen_when_it_clearly_leads() -> None:
-    config = EvaluationConfig(folder=None, resamples=500, seed=1)  # type: ignore[arg-type]
-    engine: Any = ListsByWeights()
-    chosen, record = await select_weights(
-        engine, validation_phase(best_wins=20), grid_ranking(), dict(CONFIGURED), config
-    )
-    assert chosen == BEST
-    assert not record["kept_configured"]
-    assert record["difference"]["low"] > 0
-    same, unchanged = await select_weights(
-        engine, validation_phase(best_wins=20), [{"weights": CONFIGURED}], dict(CONFIGURED),
-        config,
-    )  # fmt: skip
-    assert same == CONFIGURED
-    assert unchanged["difference"] is None

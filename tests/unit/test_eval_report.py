@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from services.common.evaluation.methods import baselines, score
+from services.common.evaluation.phases import Phase
 from services.common.evaluation.report import (
     cell,
     headline,
@@ -13,15 +15,8 @@ from services.common.evaluation.report import (
     weights_text,
     write_outputs,
 )
-from services.common.evaluation.runner import (
-    EvaluationConfig,
-    Phase,
-    baselines,
-    paired,
-    phase_summary,
-    score,
-    verdict,
-)
+from services.common.evaluation.runner import EvaluationConfig
+from services.common.evaluation.summary import paired, phase_summary, verdict
 from tests.unit.test_eval_runner import row, scored_phase
 
 CHOSEN = {"content": 1.0, "cooccurrence": 0.5, "trending": 0.25, "popular": 1.0, "tags": 0.0}
@@ -182,3 +177,50 @@ def test_headline_and_outputs(tmp_path: Path) -> None:
     write_outputs(document, markdown, data)
     assert markdown.read_text() == render_markdown(document)
     assert json.loads(data.read_text()) == json.loads(json.dumps(document))
+
+
+def test_the_report_shows_the_half_lives_and_the_configurations_tried() -> None:
+    document = results()
+    best = {**CHOSEN, "content": 0.25}
+    document["settings"] = {"trending_half_life_days": 7.0, "popularity_half_life_days": 365.0}
+    document["selection"] = {
+        "best": best,
+        "best_popularity_half_life_days": 365.0,
+        "configured_position": 4,
+        "configured_popularity_half_life_days": 0.0,
+        "variants": [
+            {
+                "popularity_half_life_days": days,
+                "best": {"weights": best, "ndcg@10": ndcg, "hit_rate@10": 0.7},
+                "popular_alone": {"ndcg@10": ndcg - 0.01, "hit_rate@10": 0.69},
+                "configured_weights_ndcg@10": ndcg - 0.02,
+            }
+            for days, ndcg in ((0.0, 0.30), (365.0, 0.33))
+        ],
+        "considered": [
+            {
+                "popularity_half_life_days": 0.0,
+                "weights": CHOSEN,
+                "changes": [],
+                "ndcg@10": 0.28,
+                "best_minus_this": {"mean": 0.05, "low": 0.02, "high": 0.08},
+            },
+            {
+                "popularity_half_life_days": 365.0,
+                "weights": CHOSEN,
+                "changes": ["popularity half-life"],
+                "ndcg@10": 0.31,
+                "best_minus_this": {"mean": 0.02, "low": -0.01, "high": 0.04},
+            },
+        ],
+        "changes": ["popularity half-life"],
+        "kept_configured": False,
+        "difference": {"mean": 0.05, "low": 0.02, "high": 0.08},
+    }
+    text = render_markdown(document)
+    assert "## Popularity half-life, chosen on validation with the weights" in text
+    assert "| **365 days** | content 0.25, cooccurrence 0.5" in text
+    assert "| no decay | content 0.25" in text
+    assert "| popularity half-life | 0.310 | 0.020 [-0.010, 0.040] |" in text
+    assert "| none | 0.280 | 0.050 [0.020, 0.080] |" in text
+    assert "Chosen: a change of popularity half-life; the configured defaults" in text

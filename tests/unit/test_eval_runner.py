@@ -6,21 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from services.common.datasets import Rating
-from services.common.evaluation.runner import (
-    EvaluationConfig,
-    Phase,
-    Row,
+from services.common.evaluation.methods import (
     baselines,
     count_popular_lists,
     only,
-    paired,
-    phase_summary,
     random_lists,
     score,
-    verdict,
-    weight_grid,
     without,
 )
+from services.common.evaluation.phases import Phase, Row
+from services.common.evaluation.runner import EvaluationConfig
+from services.common.evaluation.selection import weight_grid
+from services.common.evaluation.summary import paired, phase_summary, verdict
 from services.query.engine import RECOMMEND_SIGNALS
 
 

@@ -21,13 +21,15 @@ from services.usermodel.read import UserModelReader
 from services.usermodel.service import events_router
 
 SETTINGS = Settings(kafka_group_prefix="unit", redis_namespace="unit")
+SENT_AT = datetime(2024, 5, 1, 12, tzinfo=UTC)
+"""When every event below happened: the reader decays popularity to then."""
 
 
 class Harness:
     def __init__(self, broker: KafkaBroker, redis: FakeAsyncRedis) -> None:
         self.broker = broker
         self.reader = UserModelReader(
-            redis, UserModelKeys("unit"), FoldConfig.from_settings(SETTINGS)
+            redis, UserModelKeys("unit"), FoldConfig.from_settings(SETTINGS), clock=lambda: SENT_AT
         )
         self.dead_letters: list[DeadLetterRecord] = []
 
@@ -54,7 +56,7 @@ async def harness() -> AsyncIterator[Harness]:
 def event(message_id: str, user: str, name: str, item: str, **properties: Any) -> dict[str, Any]:
     return {
         "tenant": "acme", "type": "track", "event": name, "userId": user,
-        "messageId": message_id, "timestamp": "2024-05-01T12:00:00Z",
+        "messageId": message_id, "timestamp": SENT_AT.isoformat(),
         "properties": {"item_id": item, **properties},
     }  # fmt: skip
 
@@ -67,7 +69,7 @@ async def test_events_are_folded_into_the_user_model(harness: Harness) -> None:
     )
     await harness.send(event("m4", "ann", "view", "a"))
 
-    model = await harness.reader.user("acme", "ann", now=datetime(2024, 5, 1, 12, tzinfo=UTC))
+    model = await harness.reader.user("acme", "ann")
     assert model.events == 3
     assert model.event_counts == {"like": 1, "view": 2}
     assert {i.item_id: i.strength for i in model.recent} == {"a": 4.0, "b": 1.0}

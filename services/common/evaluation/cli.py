@@ -53,6 +53,14 @@ def movielens(
         int,
         typer.Option(min=1, max=8, help="Consecutive validation windows before the test cut-off."),
     ] = 3,
+    popularity_half_lives: Annotated[
+        str,
+        typer.Option(
+            help="Candidate popularity half-lives in days, comma-separated (0: no decay); "
+            "the user model is folded once per value and validation chooses among them "
+            "with the weights. The configured ATTUNE_POPULARITY_HALF_LIFE_DAYS is always one.",
+        ),
+    ] = "0,90,180,365,730",
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the random baseline.")] = (
         20240501
@@ -63,13 +71,21 @@ def movielens(
     ] = None,
 ) -> None:
     """Split the ratings by time, load the training part into the embedded stack (real
-    embedder, Kafka, user model), choose the blend's weights on the validation period and
-    score the blend and the baselines on the test period; write REPORT and JSON."""
+    embedder, Kafka, user model), choose the blend's weights and the popularity half-life
+    on the validation period and score the blend and the baselines on the test period;
+    write REPORT and JSON."""
     from services.common.embedded import StackError
     from services.common.evaluation.report import write_outputs
     from services.common.evaluation.runner import EvaluationConfig, evaluate_movielens
     from services.common.settings import SettingsError, load_settings
 
+    try:
+        half_lives = tuple(float(v) for v in popularity_half_lives.split(",") if v.strip())
+    except ValueError:
+        half_lives = (-1.0,)
+    if not half_lives or min(half_lives) < 0:
+        console.print("[red]--popularity-half-lives: comma-separated days, each >= 0[/red]")
+        raise typer.Exit(2)
     try:
         settings = load_settings()
     except SettingsError as error:
@@ -83,6 +99,7 @@ def movielens(
         test_fraction=test_fraction,
         validation_fraction=validation_fraction,
         validation_windows=validation_windows,
+        popularity_half_lives=half_lives,
         resamples=resamples,
         seed=seed,
         work_dir=data_dir,

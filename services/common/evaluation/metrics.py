@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +80,14 @@ def user_metrics(
         "mrr@20": reciprocal_rank(ranked, relevant),
         "novelty@10": novelty_share(ranked[:10], seen),
     }
+
+
+class Resampling(Protocol):
+    """The bootstrap settings of the run (``EvaluationConfig``)."""
+
+    resamples: int
+    confidence: float
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,7 @@ def paired_difference(
 __all__ = [
     "PER_USER",
     "Estimate",
+    "Resampling",
     "bootstrap_indices",
     "bootstrap_mean",
     "bootstrap_statistic",

@@ -262,10 +262,18 @@ def _headroom(results: Mapping[str, Any]) -> list[str]:
             f"{popularity['settings_tried']} half-lives on the test users "
             f"({popularity['setting'].removeprefix('half-life ')}) reaches NDCG@10 "
             f"{_number(popularity['without_history']['ndcg@10'])} against the blend's "
-            f"{_number(nd['blend_without_history'])}. {_system_decay(results)} Set so, the "
-            "system's popularity would be a baseline as strong as the blend on those users "
-            f"(this reference scores {cell(popularity['ndcg@10'])} over all users), and the "
-            "blend's lead would again come from the users with history alone.",
+            f"{_number(nd['blend_without_history'])}. {_system_decay(results)} "
+            + (
+                "Decayed so, the system's popularity is as strong a baseline as the blend on "
+                "those users (this reference scores "
+                f"{cell(popularity['ndcg@10'])} over all users): the blend's lead can only "
+                "come from the users with history."
+                if results.get("settings", {}).get("popularity_half_life_days")
+                else "Set so, the system's popularity would be a baseline as strong as the "
+                "blend on those users (this reference scores "
+                f"{cell(popularity['ndcg@10'])} over all users), and the blend's lead would "
+                "again come from the users with history alone."
+            ),
         ]
         combined = []
         for metric, title in (("hit_rate@10", "HitRate@10"), ("ndcg@10", "NDCG@10")):
@@ -324,28 +332,84 @@ def _headroom(results: Mapping[str, Any]) -> list[str]:
 
 
 def _selection(results: Mapping[str, Any]) -> list[str]:
-    """How the weights were picked from the grid: its best, or the configured defaults
-    when the best's lead over them is within noise."""
+    """How the configuration was picked: the fewest changes to the defaults that
+    validation does not clearly rank below its best."""
     selection = results.get("selection")
-    if not selection or selection.get("difference") is None:
+    if not selection or not selection.get("considered"):
         return []
-    difference = selection["difference"]
-    position = selection.get("configured_position")
-    where = f"number {position} of the grid" if position else "outside the grid"
-    if selection["kept_configured"]:
-        text = (
-            f"The grid's best, {weights_text(selection['best'])}, leads the configured "
-            f"defaults ({where}) on validation by NDCG@10 {cell(difference)} (paired "
-            "bootstrap over the validation user-windows): within noise, so the defaults "
-            "stay. A default changes only when validation clearly prefers another weighting."
+    several = len(selection.get("variants") or []) > 1
+
+    def configuration(weights: Mapping[str, float], days: float) -> str:
+        text = weights_text(weights)
+        return f"{text}; popularity {_days(days)}" if several else text
+
+    best = configuration(selection["best"], selection["best_popularity_half_life_days"])
+    lines = [
+        "",
+        f"The best on validation is {best}. A default changes only when validation "
+        "clearly prefers another configuration, so the configurations below were tried "
+        "in order of how many defaults they change, and the first that the best does not "
+        "clearly beat (the paired bootstrap interval of the best's per-user NDCG@10 lead "
+        "reaches 0) was chosen:",
+        "",
+        "| configuration | changes to the defaults | NDCG@10 | best minus this |",
+        "|---|---|---|---|",
+    ]
+    for option in selection["considered"]:
+        lead = option["best_minus_this"]
+        lines.append(
+            f"| {configuration(option['weights'], option['popularity_half_life_days'])} | "
+            f"{', '.join(option['changes']) or 'none'} | {option['ndcg@10']:.3f} | "
+            f"{cell(lead) if lead else '(the best)'} |"
         )
-    else:
-        text = (
-            f"The grid's best leads the configured defaults ({where}) on validation by "
-            f"NDCG@10 {cell(difference)} (paired bootstrap over the validation "
-            "user-windows), above 0: the best is chosen, and the defaults should follow it."
+    changes = selection.get("changes") or []
+    lines += [
+        "",
+        "Chosen: "
+        + (f"a change of {' and '.join(changes)}" if changes else "the defaults")
+        + ("; the configured defaults should follow it." if changes else "."),
+    ]
+    return lines
+
+
+def _days(days: float) -> str:
+    return "no decay" if not days else f"{days:g} days"
+
+
+def _half_lives(results: Mapping[str, Any]) -> list[str]:
+    """The popularity half-life: one fold of the user model per candidate, each with
+    its own grid on the same validation users."""
+    selection = results.get("selection") or {}
+    variants = selection.get("variants") or []
+    if len(variants) < 2:
+        return []
+    chosen = results.get("settings", {}).get("popularity_half_life_days")
+    lines = [
+        "",
+        "## Popularity half-life, chosen on validation with the weights",
+        "",
+        "Popularity is decayed as the user model folds each event, so its half-life is not "
+        "a per-request weight: the same events were folded once per candidate "
+        "(`ATTUNE_POPULARITY_HALF_LIFE_DAYS`), each fold its own consumer group and Redis "
+        "namespace, and the whole grid was ranked on each for the same validation users. "
+        f"Configured: {_days(selection['configured_popularity_half_life_days'])}; best on "
+        f"validation: {_days(selection['best_popularity_half_life_days'])}; chosen "
+        f"(the rule above): **{_days(chosen) if chosen is not None else '?'}**.",
+        "",
+        "| popularity half-life | best weighting on validation | NDCG@10 | HitRate@10 "
+        "| popularity alone: NDCG@10 | HitRate@10 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        best, alone = v["best"], v.get("popular_alone") or {}
+        mark = "**" if v["popularity_half_life_days"] == chosen else ""
+        lines.append(
+            f"| {mark}{_days(v['popularity_half_life_days'])}{mark} | "
+            f"{weights_text(best['weights'])} | {best['ndcg@10']:.3f} | "
+            f"{best['hit_rate@10']:.3f} | {_number(alone.get('ndcg@10'))} | "
+            f"{_number(alone.get('hit_rate@10'))} |"
         )
-    return ["", text]
+    return lines
 
 
 def _system_decay(results: Mapping[str, Any]) -> str:
@@ -494,6 +558,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"{validation['users_with_history']} with history):",
         "",
         *metrics_table(validation["all"], main_keys, labels, columns=COLUMNS[:4]),
+        *_half_lives(results),
         "",
         "## Method",
         "",
