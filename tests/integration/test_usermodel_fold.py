@@ -3,6 +3,7 @@ exactly-once guards."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ CONFIG = FoldConfig(
     recent_items_limit=5,
     tag_half_life_days=1.0,
     trending_half_life_days=1.0,
+    popularity_half_life_days=0.0,  # all-time sums, exact to compare across redeliveries
     cooccurrence_window=3,
 )
 
@@ -183,6 +185,24 @@ async def test_trending_survives_rescaling_over_years(redis: Redis, keys: UserMo
     )
     assert trending[0] == ("new", pytest.approx(3.0))
     assert trending[1][1] < 1e-100
+
+
+async def test_popularity_decays_with_its_half_life(redis: Redis, keys: UserModelKeys) -> None:
+    config = dataclasses.replace(CONFIG, popularity_half_life_days=1.0)
+    ev = Events()
+    await UserModelFolder(redis, config).fold(
+        [
+            ev("ann", "like", "a"), ev("bob", "like", "a"), ev("cy", "like", "a"),
+            ev("dan", "like", "b", minutes=24 * 60),
+        ], keys)  # fmt: skip
+    a_day_later = UserModelReader(redis, keys, config, clock=lambda: T0 + timedelta(days=1))
+    # three likes of a, a day old, weigh as much as 1.5 fresh ones; b's like is fresh
+    assert await a_day_later.popular("acme", 10) == [
+        ("a", pytest.approx(4.5)),
+        ("b", pytest.approx(3.0)),
+    ]
+    two_days_later = await a_day_later.popular("acme", 10, now=T0 + timedelta(days=2))
+    assert two_days_later == [("a", pytest.approx(2.25)), ("b", pytest.approx(1.5))]
 
 
 async def test_a_crash_before_the_tenant_step_is_repaired_by_redelivery(
