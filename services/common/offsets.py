@@ -161,9 +161,13 @@ class LogStartProbe:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         if self._client is None:
-            self._client = AIOKafkaConsumer(**self.options, group_id=None)
-            self._loop = asyncio.get_running_loop()
-            await self._client.start()
+            client = AIOKafkaConsumer(**self.options, group_id=None)
+            try:
+                await client.start()
+            except BaseException:
+                await client.stop()  # a failed start leaves connections open
+                raise
+            self._client, self._loop = client, asyncio.get_running_loop()
             LogStartProbe._open.add(self)
         wanted = {TopicPartition(topic, p): 0 for p in partitions}
         found = await self._client.offsets_for_times(wanted)

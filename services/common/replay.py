@@ -67,8 +67,8 @@ async def read_topic(
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
     )
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
         if not partitions:
             raise RuntimeError(f"topic {topic} does not exist on the broker")

@@ -27,6 +27,7 @@ from schemas.topics import DEAD_LETTER, EVENTS
 from services.common.consumer import Envelope
 from services.common.digest import Digest
 from services.common.embedded import EmbeddedStack, free_port
+from services.common.offsets import Watermark
 from services.common.replay import read_topic
 from services.common.settings import Settings
 from services.usermodel.digest import digest_namespace
@@ -97,19 +98,29 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: fl
     )
 
 
-async def applied_offsets(redis: Redis, settings: Settings) -> dict[int, int]:
+async def watermarks(redis: Redis, settings: Settings) -> dict[int, Watermark]:
     keys = UserModelKeys(await Namespaces(redis, settings.redis_namespace, ttl_s=0).active())
-    marks = await RedisWatermarks(redis, keys).load_watermarks()
-    return {p: mark.offset for p, mark in marks.items()}
+    return await RedisWatermarks(redis, keys).load_watermarks()
 
 
-async def caught_up(redis: Redis, settings: Settings) -> bool:
+async def applied_offsets(redis: Redis, settings: Settings) -> dict[int, int]:
+    return {p: mark.offset for p, mark in (await watermarks(redis, settings)).items()}
+
+
+async def caught_up(redis: Redis, settings: Settings, *, epoch: int = 0) -> bool:
+    """Every non-empty partition of the events topic is applied to its end, in ``epoch``
+    or later (after a broker lost its log, the old epoch's offsets may already reach
+    the new log's end before the consumer has read any of it)."""
+
     def ignore(records: Any) -> Coroutine[Any, Any, None]:
         return asyncio.sleep(0)
 
     ends = (await read_topic(settings, EVENTS.name, ignore)).ends
-    applied = await applied_offsets(redis, settings)
-    return all(end == 0 or applied.get(p, -1) >= end - 1 for p, end in ends.items())
+    marks = await watermarks(redis, settings)
+    return all(
+        end == 0 or (p in marks and marks[p].epoch >= epoch and marks[p].offset >= end - 1)
+        for p, end in ends.items()
+    )
 
 
 def assert_same_state(live: Digest, clean: Digest) -> None:

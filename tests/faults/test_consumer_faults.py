@@ -146,7 +146,7 @@ async def test_broker_restart(
             await datasets.produce(settings, after[:1], retries=1, backoff_s=0.1)
         await fault_stack.start_broker()
         await datasets.produce(settings, after)
-        await eventually(lambda: caught_up(redis, settings), "the consumer folds the rest")
+        await eventually(lambda: caught_up(redis, settings, epoch=1), "the consumer folds the rest")
         assert consumer.poll() is None
     clean = await folded_state(redis, settings, [*before, *after])
     assert_same_state(await live_state(redis, settings), clean)

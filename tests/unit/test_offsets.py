@@ -4,8 +4,13 @@ new epoch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
-from services.common.offsets import Watermark, partition_id, plan_batch
+import aiokafka
+import pytest
+
+from services.common.offsets import LogStartProbe, Watermark, partition_id, plan_batch
 
 
 @dataclass(frozen=True)
@@ -110,3 +115,38 @@ def test_records_are_applied_in_partition_and_offset_order() -> None:
 def test_watermarks_round_trip_as_json() -> None:
     assert Watermark.from_json(Watermark(2, 7, 99).to_json()) == Watermark(2, 7, 99)
     assert Watermark.from_json('{"epoch": 1, "offset": 3}') == Watermark(1, 3)
+
+
+class FlakyConsumer:
+    """Stands in for AIOKafkaConsumer: the first start fails, as with the broker down."""
+
+    starts = 0
+
+    def __init__(self, **options: object) -> None:
+        self.started = self.stopped = False
+
+    async def start(self) -> None:
+        FlakyConsumer.starts += 1
+        if FlakyConsumer.starts == 1:
+            raise ConnectionError("broker down")
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def offsets_for_times(self, wanted: dict[Any, int]) -> dict[Any, Any]:
+        assert self.started, "asked before a successful start"
+        assert not self.stopped, "asked after stop"
+        return {tp: SimpleNamespace(timestamp=1_000) for tp in wanted}
+
+
+async def test_a_log_start_probe_that_failed_to_start_tries_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", FlakyConsumer)
+    monkeypatch.setattr(FlakyConsumer, "starts", 0)
+    probe = LogStartProbe({})
+    with pytest.raises(ConnectionError):
+        await probe.log_starts("attune.events", [0])
+    assert await probe.log_starts("attune.events", [0, 1]) == {0: 1_000, 1: 1_000}
+    await probe.close()
