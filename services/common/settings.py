@@ -190,7 +190,8 @@ class Settings(BaseSettings):
     )
     recommend_weight_popular: float = Field(
         default=1.0,
-        description="All-time popularity (summed positive strength), a prior next to the "
+        description="Popularity (summed positive strength, decayed with "
+        "popularity_half_life_days), a prior next to the "
         "personal signals; with trending, what a user without history is ranked by.",
     )
     recommend_weight_tags: float = Field(default=0.5, description="The user's tag affinities.")

@@ -359,7 +359,8 @@ class QueryEngine:
     async def popular(
         self, tenant: str, *, limit: int, item_filter: ItemFilter
     ) -> list[ItemResult]:
-        """Items by all-time positive strength (the user model's popularity)."""
+        """Items by positive strength, decayed with the popularity half-life (the user
+        model's popularity)."""
         return await self._ranked_by(tenant, "popular", limit, item_filter)
 
     async def _ranked_by(

@@ -14,8 +14,9 @@ The namespace prefix lets a replay build a fresh copy beside the live one.
     {ns}:u:{tenant/user}:outbox     list   tenant updates not yet applied
     {ns}:t:{tenant}:applied         hash   "user|partition" -> last offset applied
     {ns}:t:{tenant}:trending        zset   item -> forward-decayed popularity
-    {ns}:t:{tenant}:meta            hash   trending_landmark_ms
-    {ns}:t:{tenant}:popular         zset   item -> all-time positive strength
+    {ns}:t:{tenant}:meta            hash   trending_landmark_ms, popular_landmark_ms
+    {ns}:t:{tenant}:popular         zset   item -> positive strength, forward-decayed
+                                           (popularity_half_life_days; 0: all time)
     {ns}:t:{tenant}:co:<item>       zset   other item -> times engaged together
     {ns}:watermarks                 hash   partition -> last offset applied (all users)
 
