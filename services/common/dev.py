@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prometheus_client import REGISTRY
 from rich.console import Console
 
 from schemas.content import ContentUpsert
@@ -29,29 +28,6 @@ from services.common.runner import (
 from services.common.settings import Settings
 
 
-def _folded_events() -> float:
-    return REGISTRY.get_sample_value("attune_usermodel_events_total") or 0.0
-
-
-async def _wait_with_progress(
-    console: Console, label: str, total: int, done_now: object, deadline_s: float
-) -> None:
-    """Show a bar until ``done_now()`` (an async callable) reaches ``total``."""
-    from services.common.datasets import rich_progress
-
-    started = time.monotonic()
-    with rich_progress(label, console=console) as progress:
-        while True:
-            done = int(await done_now())  # type: ignore[operator]
-            progress(min(done, total), total)
-            if done >= total:
-                return
-            if time.monotonic() - started > deadline_s:
-                console.print(f"[yellow]{label}: {done}/{total} after {deadline_s:.0f} s[/yellow]")
-                return
-            await asyncio.sleep(0.2)
-
-
 async def load_dataset(
     deps: Dependencies,
     console: Console,
@@ -59,12 +35,13 @@ async def load_dataset(
     events: Sequence[BehaviourEvent],
 ) -> None:
     """Produce the items and events to Kafka, then wait until the consumers applied them."""
-    from services.common.datasets import produce, rich_progress
+    from services.common.datasets import produce, rich_progress, wait_with_progress
+    from services.usermodel.service import events_folded_total
 
     assert deps.vector_index is not None
     tenant = items[0].tenant if items else deps.settings.default_tenant
     indexed_before = await deps.vector_index.count(tenant)
-    folded_before = _folded_events()
+    folded_before = events_folded_total()
     with rich_progress("content -> Kafka", console=console) as progress:
         await produce(deps.settings, items, progress=progress)
     with rich_progress("events -> Kafka", console=console) as progress:
@@ -75,10 +52,15 @@ async def load_dataset(
         return await deps.vector_index.count(tenant) - indexed_before
 
     async def folded() -> float:
-        return _folded_events() - folded_before
+        return events_folded_total() - folded_before
 
-    await _wait_with_progress(console, "embedding items", len(items), indexed, 900)
-    await _wait_with_progress(console, "folding events", len(events), folded, 300)
+    for label, total, done_now, deadline_s in (
+        ("embedding items", len(items), indexed, 900),
+        ("folding events", len(events), folded, 300),
+    ):
+        done = await wait_with_progress(label, total, done_now, deadline_s, console=console)
+        if done < total:
+            console.print(f"[yellow]{label}: {done}/{total} after {deadline_s} s[/yellow]")
     await deps.vector_index.optimize()
 
 

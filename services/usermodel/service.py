@@ -8,7 +8,7 @@ import time
 
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaBroker, KafkaMessage
-from prometheus_client import Counter
+from prometheus_client import REGISTRY, Counter
 from pydantic import TypeAdapter
 from redis.asyncio import Redis
 
@@ -37,6 +37,11 @@ EVENTS_SKIPPED = Counter(
 )
 
 EVENT_ADAPTER = TypeAdapter(BehaviourEvent)
+
+
+def events_folded_total() -> float:
+    """Events folded so far by the user-model consumers running in this process."""
+    return REGISTRY.get_sample_value("attune_usermodel_events_total") or 0.0
 
 
 def consumer_group(settings: Settings) -> str:
@@ -97,4 +102,4 @@ def events_router(settings: Settings, redis: Redis) -> KafkaRouter:
     return router
 
 
-__all__ = ["EVENT_ADAPTER", "consumer_group", "events_router"]
+__all__ = ["EVENT_ADAPTER", "consumer_group", "events_folded_total", "events_router"]

@@ -40,7 +40,7 @@ from services.common.datasets.producer import (
     route,
     to_record,
 )
-from services.common.datasets.progress import rich_progress
+from services.common.datasets.progress import rich_progress, wait_with_progress
 
 __all__ = [
     "DEMO_COLD_START_USER",
@@ -69,4 +69,5 @@ __all__ = [
     "rich_progress",
     "route",
     "to_record",
+    "wait_with_progress",
 ]

@@ -1,8 +1,11 @@
-"""A rich progress bar (rate, ETA) as a ``produce(progress=...)`` callback."""
+"""A rich progress bar (rate, ETA) as a ``produce(progress=...)`` callback, and a wait
+for consumers to catch up that shows one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -46,4 +49,21 @@ def rich_progress(description: str, *, console: Console | None = None) -> Iterat
         yield update
 
 
-__all__ = ["rich_progress"]
+async def wait_with_progress(
+    label: str, total: int, done_now: Callable[[], Awaitable[float]], deadline_s: float,
+    *, console: Console | None = None,
+) -> int:  # fmt: skip
+    """Poll ``done_now()`` and show a bar until it reaches ``total`` or ``deadline_s``
+    passes; return the last count (the caller decides whether short of ``total`` is an
+    error)."""
+    started = time.monotonic()
+    with rich_progress(label, console=console) as progress:
+        while True:
+            done = int(await done_now())
+            progress(min(done, total), total)
+            if done >= total or time.monotonic() - started > deadline_s:
+                return done
+            await asyncio.sleep(0.2)
+
+
+__all__ = ["rich_progress", "wait_with_progress"]

@@ -3,40 +3,17 @@ them, and check the user model holds exactly what came before a cut-off."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from prometheus_client import REGISTRY
 from rich.console import Console
 
-from services.common.datasets import Rating, produce, rich_progress
-from services.common.evaluation.phases import Row, progress_bar
+from services.common.datasets import Rating, produce, rich_progress, wait_with_progress
+from services.common.evaluation.phases import Row
 from services.common.runner import Dependencies
 from services.query.engine import QueryEngine
-
-
-async def wait_until(
-    console: Console, label: str, total: int, done_now: Callable[[], Awaitable[float]],
-    timeout_s: float,
-) -> None:  # fmt: skip
-    """Show a bar until ``done_now()`` reaches ``total``; raise after ``timeout_s``."""
-    started = time.monotonic()
-    with progress_bar(console, label, total) as update:
-        while True:
-            done = int(await done_now())
-            update(min(done, total))
-            if done >= total:
-                return
-            if time.monotonic() - started > timeout_s:
-                raise TimeoutError(f"{label}: only {done} of {total} after {timeout_s:.0f} s")
-            await asyncio.sleep(0.2)
-
-
-def _folded_events() -> float:
-    return REGISTRY.get_sample_value("attune_usermodel_events_total") or 0.0
+from services.usermodel.service import events_folded_total
 
 
 async def load_events(
@@ -45,15 +22,24 @@ async def load_events(
 ) -> None:  # fmt: skip
     """Produce events and wait until each of the running user-model ``consumers`` folded
     all of them."""
-    before = _folded_events()
+    before = events_folded_total()
     with rich_progress(f"{label} -> Kafka", console=console) as progress:
         await produce(deps.settings, events, progress=progress)
 
     async def folded() -> float:
-        return _folded_events() - before
+        return events_folded_total() - before
 
-    total = len(events) * consumers
-    await wait_until(console, f"folding {label}", total, folded, timeout_s)
+    await wait_for_all(f"folding {label}", len(events) * consumers, folded, timeout_s, console)
+
+
+async def wait_for_all(
+    label: str, total: int, done_now: Callable[[], Awaitable[float]], timeout_s: float,
+    console: Console,
+) -> None:  # fmt: skip
+    """Show a bar until ``done_now()`` reaches ``total``; raise after ``timeout_s``."""
+    done = await wait_with_progress(label, total, done_now, timeout_s, console=console)
+    if done < total:
+        raise TimeoutError(f"{label}: only {done} of {total} after {timeout_s:.0f} s")
 
 
 async def check_folded(
@@ -80,4 +66,4 @@ def events_between(
     ]
 
 
-__all__ = ["check_folded", "events_between", "load_events", "wait_until"]
+__all__ = ["check_folded", "events_between", "load_events", "wait_for_all"]

@@ -60,7 +60,12 @@ from services.common.datasets import (
 )
 from services.common.embedded import EmbeddedStack, free_port
 from services.common.evaluation.headroom import reference_models, split_sizes
-from services.common.evaluation.loading import check_folded, events_between, load_events, wait_until
+from services.common.evaluation.loading import (
+    check_folded,
+    events_between,
+    load_events,
+    wait_for_all,
+)
 from services.common.evaluation.methods import ablations, baselines, blends, diversified, run_method
 from services.common.evaluation.metrics import novelty_share
 from services.common.evaluation.phases import (
@@ -280,9 +285,9 @@ async def evaluate_movielens(
                             config.wait_timeout_s, consumers=len(variants),
                         )  # fmt: skip
                         if number == 1:
-                            await wait_until(
-                                console, "embedding items", len(items), indexed,
-                                config.wait_timeout_s,
+                            await wait_for_all(
+                                "embedding items", len(items), indexed, config.wait_timeout_s,
+                                console,
                             )  # fmt: skip
                             await index.optimize()
                             lap("load")
@@ -313,7 +318,7 @@ async def evaluate_movielens(
                         )
                     configured: Weights = dict(variants[0].engine.config.weights())
                     choice, selection = await select(ranked, Choice(ranked[0], configured), config)
-                    fold = variants[[id(r) for r in ranked].index(id(choice.variant))]
+                    fold = variants[ranked.index(choice.variant)]
                     for variant in variants:
                         if variant is not fold:
                             await variant.stop()
