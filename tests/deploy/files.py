@@ -1,7 +1,8 @@
-"""Reading the deployment files the way their tools would, without the tools: the
-compose file (with ``${VAR:-default}`` interpolation), the Dockerfile (instructions,
-stages, ENV), ``.dockerignore`` (Docker's matching rules), and the environment each
-container ends up with."""
+"""Reading the deployment files the way their tools would: the compose file (with
+``${VAR:-default}`` interpolation), the Dockerfile (instructions, stages, ENV),
+``.dockerignore`` (Docker's matching rules), the Kubernetes manifests (rendered by the
+real kustomize, see :mod:`tests.deploy.kustomize`), and the environment each container
+ends up with."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.kustomize import Obj, containers, render
+from tests.deploy.kustomize import Obj, render
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -256,6 +257,29 @@ def container_environment(objects: list[Obj], container: Obj) -> dict[str, str]:
     return env
 
 
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
+
+
+def pod_templates(obj: Obj) -> list[Obj]:
+    """The pod templates of a workload (a CronJob's is one level deeper)."""
+    spec = obj.get("spec", {})
+    if obj["kind"] in WORKLOAD_KINDS and "template" in spec:
+        return [spec["template"]]
+    if obj["kind"] == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]]
+    return []
+
+
+def containers(obj: Obj) -> list[Obj]:
+    """The init containers and containers of a workload's pod templates."""
+    found: list[Obj] = []
+    for template in pod_templates(obj):
+        pod = template.get("spec", {})
+        found.extend(pod.get("initContainers", []))
+        found.extend(pod.get("containers", []))
+    return found
+
+
 def workload_containers(objects: list[Obj]) -> list[tuple[Obj, Obj]]:
     return [(obj, container) for obj in objects for container in containers(obj)]
 
@@ -274,6 +298,7 @@ __all__ = [
     "base_secret_keys",
     "compose_environment",
     "container_environment",
+    "containers",
     "dockerignore_rules",
     "excluded_from_context",
     "find",
@@ -282,6 +307,7 @@ __all__ = [
     "load_dockerfile",
     "parse_dockerfile",
     "parse_env",
+    "pod_templates",
     "rendered",
     "workload_containers",
 ]

@@ -1,6 +1,7 @@
-"""deploy/k8s: the base and the production overlay, rendered by the test-side Kustomize
-subset, validate against Kubernetes' JSON schemas and hang together (selectors, probes,
-autoscaling bounded by partitions, resources, security)."""
+"""deploy/k8s: the base and the production overlay, rendered by the real kustomize
+(`kubectl kustomize`), validate against Kubernetes' JSON schemas and hang together
+(selectors, probes, autoscaling bounded by partitions, resources, security), and the
+overlay changes what it means to change and nothing else."""
 
 from __future__ import annotations
 
@@ -15,18 +16,23 @@ from tests.deploy.files import (
     K8S_BASE,
     K8S_PRODUCTION,
     container_environment,
+    containers,
     find,
     load_dockerfile,
+    pod_templates,
     rendered,
     workload_containers,
 )
-from tests.deploy.kustomize import Obj, containers, pod_templates, split_image
+from tests.deploy.kustomize import Obj
 
 # A widely deployed release and the newest schemas kubernetes-validate bundles.
 KUBERNETES_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
 RENDERS = {"base": K8S_BASE, "production": K8S_PRODUCTION}
 HTTP_SERVICES = ("ingest", "query")
 CONSUMERS = {"embedder": CONTENT.partitions, "usermodel": EVENTS.partitions}
+# The labels each kustomization adds (`labels`, includeSelectors: false).
+BASE_LABELS = {"app.kubernetes.io/part-of": "attune", "app.kubernetes.io/managed-by": "kustomize"}
+INSTANCE_LABELS = {"app.kubernetes.io/instance": "attune-production"}
 
 
 def objects_of(name: str) -> list[Obj]:
@@ -54,6 +60,43 @@ def quantity(value: object) -> float:
     match = _QUANTITY.match(str(value))
     assert match, f"unparsed quantity {value!r}"
     return float(match[1]) * _FACTORS[match[2]]
+
+
+_IMAGE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[^:/@]+))?(?:@(?P<digest>.+))?$")
+
+
+def split_image(image: str) -> tuple[str, str | None, str | None]:
+    """``registry:5000/name:tag@sha256:...`` -> (``registry:5000/name``, tag, digest)."""
+    match = _IMAGE.match(image)
+    assert match, f"unparsed image {image!r}"
+    return match["name"], match["tag"], match["digest"]
+
+
+def label_selectors(obj: Obj) -> list[dict[str, str]]:
+    """Every label selector of an object: its own and its pods' spread constraints."""
+    spec = obj.get("spec", {})
+    found = []
+    if obj["kind"] == "Service":
+        found.append(spec["selector"])
+    elif "selector" in spec:
+        found.append(spec["selector"]["matchLabels"])
+    for template in pod_templates(obj):
+        for constraint in template["spec"].get("topologySpreadConstraints", []):
+            found.append(constraint["labelSelector"]["matchLabels"])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("image", "parts"),
+    [
+        ("attune", ("attune", None, None)),
+        ("attune:0.1.0", ("attune", "0.1.0", None)),
+        ("host:5000/team/attune", ("host:5000/team/attune", None, None)),
+        ("host:5000/attune:1@sha256:ff", ("host:5000/attune", "1", "sha256:ff")),
+    ],
+)
+def test_split_image(image: str, parts: tuple[str, str | None, str | None]) -> None:
+    assert split_image(image) == parts
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -221,6 +264,7 @@ def test_production_is_namespaced_uses_its_registry_and_ships_no_placeholder_sec
     objects = objects_of("production")
     (namespace,) = of_kind(objects, "Namespace")
     name = namespace["metadata"]["name"]
+    assert "namespace" not in namespace["metadata"], "a Namespace is cluster-scoped"
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     for obj in objects:
         if obj["kind"] != "Namespace":
@@ -232,6 +276,55 @@ def test_production_is_namespaced_uses_its_registry_and_ships_no_placeholder_sec
     config = find(objects, "ConfigMap", "attune-config")["data"]
     assert config["ATTUNE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert config["ATTUNE_QDRANT_URL"].startswith("https://")
+
+
+@pytest.mark.parametrize("render_name", RENDERS)
+def test_labels_reach_every_object_and_pod_but_no_selector(render_name: str) -> None:
+    """Selectors are immutable: a label added to one (`commonLabels`, `includeSelectors`)
+    would make the next apply of a running Deployment fail."""
+    for obj in objects_of(render_name):
+        expected = dict(INSTANCE_LABELS) if render_name == "production" else {}
+        if obj["kind"] != "Namespace":  # the overlay's own, untouched by the base's labels
+            expected.update(BASE_LABELS)
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        assert expected.items() <= obj["metadata"]["labels"].items(), name
+        for template in pod_templates(obj):
+            assert expected.items() <= template["metadata"]["labels"].items(), name
+        component = obj["metadata"]["labels"].get("app.kubernetes.io/component")
+        for selector in label_selectors(obj):
+            assert selector == {
+                "app.kubernetes.io/name": "attune",
+                "app.kubernetes.io/component": component,
+            }, name
+
+
+def test_the_overlay_patches_merge_into_the_base() -> None:
+    """The production patches change what they name and keep the rest of the object."""
+    base, production = objects_of("base"), objects_of("production")
+    # query: the container is merged by name, only its resources (and image) change
+    (base_query,) = containers(deployment(base, "query"))
+    (query,) = containers(deployment(production, "query"))
+    assert quantity(query["resources"]["limits"]["memory"]) > quantity(
+        base_query["resources"]["limits"]["memory"]
+    )
+    for key in ("resources", "image"):
+        del base_query[key], query[key]
+    assert query == base_query
+    # the ConfigMap: overridden values, every base key kept
+    base_config = find(base, "ConfigMap", "attune-config")["data"]
+    config = find(production, "ConfigMap", "attune-config")["data"]
+    assert set(base_config) <= set(config)
+    for key in ("ATTUNE_KAFKA_ENABLE_IDEMPOTENCE", "ATTUNE_HTTP_PORT", "ATTUNE_VECTOR_INDEX"):
+        assert config[key] == base_config[key], f"{key} is not the overlay's to change"
+    # the autoscalers: higher floors and ceilings, the same metrics and behaviour
+    for service in HTTP_SERVICES:
+        base_hpa = find(base, "HorizontalPodAutoscaler", f"attune-{service}")["spec"]
+        hpa = find(production, "HorizontalPodAutoscaler", f"attune-{service}")["spec"]
+        assert hpa["minReplicas"] > base_hpa["minReplicas"]
+        assert hpa["maxReplicas"] > base_hpa["maxReplicas"]
+        for key in ("minReplicas", "maxReplicas"):
+            del base_hpa[key], hpa[key]
+        assert hpa == base_hpa
 
 
 def test_the_base_secret_holds_only_marked_placeholders() -> None:
