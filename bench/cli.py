@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from services.common.datasets import default_movielens_folder
+from services.app.datasets import default_movielens_folder
 
 _CHECKOUT = Path(__file__).resolve().parents[1]
 IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").exists()
@@ -79,7 +79,7 @@ def bench(
     """Run the benchmarks (about 10 minutes on two cores; --quick: about 3)."""
     from bench import report
     from bench.run import Options, run_bench, select_phases
-    from services.common.embedded import StackError
+    from services.app.embedded import StackError
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     if from_json is not None:

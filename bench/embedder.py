@@ -27,7 +27,7 @@ from bench.context import Context
 from bench.results import Figure, Target
 from bench.services import Sample, follow_consumer, metric, scrape, wait_for_metric
 from bench.workloads import perturbed, vectors_cache_key
-from services.common.datasets import produce, rich_progress
+from services.app.datasets import produce, rich_progress
 from services.common.vectorindex import open_vector_index
 from services.embedder import consumer_group
 

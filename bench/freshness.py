@@ -35,9 +35,10 @@ from bench.results import Figure, Target
 from bench.services import Service, metric, run_loadgen, wait_for_metric
 from bench.stats import summarize
 from bench.workloads import LOAD_TENANT
-from services.common.consumer import batch_subscriber, raw_records
-from services.common.datasets import rich_progress
+from services.app.datasets import rich_progress
+from services.common.consumer import batch_subscriber
 from services.common.kafka import aiokafka_options, make_broker
+from services.common.records import raw_records
 
 TARGET = Target("at_most", 500.0, "p99 <= 500 ms")
 BATCH = 10

@@ -18,7 +18,7 @@ from typing import Any
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 PROJECT_PARTS = ("/services/", "/schemas/", "/bench/")
-ENTRY_POINTS = ("(services/common/cli.py)", "(services/common/runner.py)")
+ENTRY_POINTS = ("(services/cli.py)", "(services/app/bootstrap.py)")
 """Frames every sample passes through (the process's main): left out of the summary."""
 WRAPPERS = re.compile(r"^\w+\.__call__(\.<locals>\.\w+)? \(services/common/http\.py\)$")
 """The HTTP middlewares every request passes through: left out of the summary too."""

@@ -29,11 +29,11 @@ from bench.results import Figure, Target
 from bench.services import Service, run_loadgen
 from bench.stats import growth_exponent, summarize
 from bench.workloads import SEARCH_QUERIES, scale_set, unit_rows
-from services.common.datasets import rich_progress
+from services.app.datasets import rich_progress
 from services.common.redis import make_redis
+from services.common.userstore.keys import UserModelKeys
 from services.common.vectorindex import ItemFilter, VectorIndex, open_vector_index
 from services.embedder.apply import item_point
-from services.usermodel.keys import UserModelKeys
 
 RECS_TARGET = Target("at_most", 10.0, "p99 <= 10 ms")
 SEARCH_TARGET = Target("at_most", 25.0, "p99 <= 25 ms")

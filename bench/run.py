@@ -31,7 +31,7 @@ from bench.context import FULL, QUICK, Context
 from bench.machine import load_average, machine_info
 from bench.results import Results
 from bench.workloads import load_movielens
-from services.common.embedded import EmbeddedStack
+from services.app.embedded import EmbeddedStack
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from services.common.embedded import ManagedProcess, StackError, free_port
+from services.app.embedded import ManagedProcess, StackError, free_port
 from services.common.settings import ENV_PREFIX, Settings
 
 ServiceName = str
@@ -86,7 +86,7 @@ async def start_service(
     """Start ``attune run <name>`` on a free port and wait until /readyz answers 200."""
     port = free_port()
     env = settings_env(settings.model_copy(update={"http_host": "127.0.0.1", "http_port": port}))
-    argv = [sys.executable, "-m", "services.common.cli", "run", name]
+    argv = [sys.executable, "-m", "services.cli", "run", name]
     log_path = log_dir / f"{name}-{port}.log"
     service = Service(name, port, ManagedProcess.start(f"attune run {name}", argv, log_path, env))
     deadline = time.monotonic() + ready_timeout_s

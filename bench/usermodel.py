@@ -33,13 +33,13 @@ from bench.services import (
 )
 from bench.workloads import envelopes
 from schemas.events import BehaviourEvent
-from services.common.datasets import produce, rich_progress
+from services.app.bootstrap import tune_gc
+from services.app.datasets import produce, rich_progress
 from services.common.redis import make_redis
-from services.common.runner import tune_gc
-from services.usermodel.digest import digest_namespace
+from services.common.userstore.digest import digest_namespace
+from services.common.userstore.keys import UserModelKeys
+from services.common.userstore.namespace import Namespaces
 from services.usermodel.fold import FoldConfig, UserModelFolder
-from services.usermodel.keys import UserModelKeys
-from services.usermodel.namespace import Namespaces
 from services.usermodel.replay import rebuild_namespace
 
 TARGET = Target("at_least", 15_000, ">= 15,000 events/s per process")
@@ -194,7 +194,7 @@ async def run(ctx: Context) -> None:
         await redis.aclose()
     group = f"{ctx.settings.kafka_group_prefix}-usermodel"
     ctx.results.notes.append(
-        f"bulk load (services.common.datasets.produce) of {count:,} MovieLens ratings: "
+        f"bulk load (services.app.datasets.produce) of {count:,} MovieLens ratings: "
         f"{count / produce_s:,.0f} events/s"
     )
     rate = count / consumer.seconds
@@ -268,8 +268,8 @@ async def replay_figure(ctx: Context, fold_rate: float) -> None:
             stats, rejected = await rebuild_namespace(
                 ctx.settings, redis, namespace, progress=progress
             )
-        live_digest = await digest_namespace(redis, UserModelKeys(live), config)
-        replay_digest = await digest_namespace(redis, UserModelKeys(namespace), config)
+        live_digest = await digest_namespace(redis, UserModelKeys(live), config.decay)
+        replay_digest = await digest_namespace(redis, UserModelKeys(namespace), config.decay)
         await delete_namespace(redis, namespace)
     finally:
         await redis.aclose()

@@ -25,14 +25,14 @@ import numpy.typing as npt
 
 from schemas.content import ContentUpsert
 from schemas.events import BehaviourEvent
-from services.common.consumer import Envelope
-from services.common.datasets import (
+from services.app.datasets import (
     MOVIELENS_TENANT,
     Message,
     movielens_events,
     movielens_items,
     to_record,
 )
+from services.common.records import Envelope
 
 TENANT = MOVIELENS_TENANT
 """The tenant the MovieLens items and events (and the freshness probes) belong to."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.embedded import EmbeddedStack
+from services.app.embedded import EmbeddedStack
 from services.common.settings import Settings
 
 

@@ -10,30 +10,24 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
-from redis.asyncio import Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.api import ErrorDetail, ErrorInfo, ErrorResponse
-from services.common.embedding import Embedder
 from services.common.metrics import set_dependency_up
+from services.common.mount import ReadinessCheck
 from services.common.settings import Settings
 from services.common.tracing import instrument_http_app
-from services.common.vectorindex import VectorIndex
 
 log = logging.getLogger(__name__)
-
-ReadinessCheck = Callable[[], Awaitable[object]]
 
 _TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -215,40 +209,6 @@ async def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def _state(request: Request, name: str) -> Any:
-    try:
-        return getattr(request.app.state, name)
-    except AttributeError:
-        raise ApiError(503, "unavailable", f"{name} is not configured in this service") from None
-
-
-async def get_broker(request: Request) -> KafkaBroker:
-    broker: KafkaBroker = _state(request, "broker")
-    return broker
-
-
-async def get_redis(request: Request) -> Redis:
-    client: Redis = _state(request, "redis")
-    return client
-
-
-async def get_vector_index(request: Request) -> VectorIndex:
-    index: VectorIndex = _state(request, "vector_index")
-    return index
-
-
-async def get_embedder(request: Request) -> Embedder:
-    embedder: Embedder = _state(request, "embedder")
-    return embedder
-
-
-# What routers depend on; the app factory (or `attune dev`) puts them on app.state.
-BrokerDep = Annotated[KafkaBroker, Depends(get_broker)]
-RedisDep = Annotated[Redis, Depends(get_redis)]
-VectorIndexDep = Annotated[VectorIndex, Depends(get_vector_index)]
-EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
-
-
 def _presented_key(request: Request) -> str | None:
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
@@ -349,18 +309,16 @@ def create_http_app(
     description: str,
     settings: Settings,
     routers: Sequence[APIRouter],
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+    state: Mapping[str, object] | None = None,
 ) -> FastAPI:
-    """A FastAPI app with Attune's error shape, limits, metrics and operations routes."""
-    app = FastAPI(
-        title=title,
-        description=description,
-        version="1",
-        lifespan=lifespan,
-        responses=ERROR_RESPONSES,
-    )
+    """A FastAPI app with Attune's error shape, limits, metrics and operations routes;
+    ``state`` is what the routes find on ``app.state`` (e.g. the query engine)."""
+    app = FastAPI(title=title, description=description, version="1", responses=ERROR_RESPONSES)
     app.state.settings = settings
-    app.state.readiness_checks = {}
+    app.state.readiness_checks = dict(readiness_checks or {})
+    for name, value in (state or {}).items():
+        setattr(app.state, name, value)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(ApiError, _on_api_error)
@@ -376,13 +334,8 @@ def create_http_app(
 __all__ = [
     "ERROR_RESPONSES",
     "ApiError",
-    "BrokerDep",
-    "EmbedderDep",
-    "ReadinessCheck",
-    "RedisDep",
     "SettingsDep",
     "TenantDep",
-    "VectorIndexDep",
     "create_http_app",
     "error_response",
     "resolve_tenant",

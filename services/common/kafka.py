@@ -3,10 +3,14 @@ and topic creation (for the embedded broker and for a real cluster alike)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
+from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -122,11 +126,67 @@ async def ensure_topics(
         await admin.close()
 
 
+CONNECT_TIMEOUT_S = 10.0
+RETRY_DELAY_S = (0.5, 10.0)  # first and longest wait between connection attempts
+
+
+async def try_connect(broker: KafkaBroker, settings: Settings) -> bool:
+    """Connect ``broker`` (its producer) if the cluster answers; False (logged) if not."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            # A throwaway client first: a failed broker.connect() leaks its producer.
+            probe = AIOKafkaClient(**aiokafka_options(settings))
+            try:
+                await probe.bootstrap()
+            finally:
+                await probe.close()
+            await broker.connect()
+    except Exception as error:
+        log.warning(
+            "Kafka at %s is unreachable (%s); publishing answers 503 until it is back",
+            settings.kafka_bootstrap_servers,
+            error,
+        )
+        return False
+    log.info("connected to Kafka at %s", settings.kafka_bootstrap_servers)
+    return True
+
+
+async def keep_connecting(broker: KafkaBroker, settings: Settings) -> None:
+    """After a failed :func:`try_connect`: retry with backoff until one succeeds."""
+    delay, longest = RETRY_DELAY_S
+    while True:
+        await asyncio.sleep(delay)
+        if await try_connect(broker, settings):
+            return
+        delay = min(delay * 2, longest)
+
+
+@asynccontextmanager
+async def connected_producer(broker: KafkaBroker, settings: Settings) -> AsyncIterator[None]:
+    """For a process that only publishes (ingest alone): connect now if Kafka answers,
+    else keep trying in the background, so that the process starts (and says why it is
+    not ready) while Kafka is down. The broker is stopped at the end."""
+    connecting = None
+    if not await try_connect(broker, settings):
+        connecting = asyncio.create_task(keep_connecting(broker, settings))
+    try:
+        yield
+    finally:
+        if connecting is not None:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+        await broker.stop()
+
+
 __all__ = [
     "aiokafka_options",
     "check_broker",
+    "connected_producer",
     "ensure_topics",
     "kafka_security",
     "log_start_probe",
     "make_broker",
+    "try_connect",
 ]

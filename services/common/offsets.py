@@ -20,13 +20,11 @@ consumer does not have to trust its consumer group's committed offsets:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +146,12 @@ class SeekableConsumer(Protocol):
 class LogStartProbe:
     """Asks the broker for each partition's first record's timestamp, on a connection of
     its own (on the consumer's, the request would wait behind its pending fetch). It
-    connects on first use, and again after ``close``."""
-
-    _open: ClassVar[weakref.WeakSet[LogStartProbe]] = weakref.WeakSet()
+    connects on first use, and again after ``close``; whoever made it closes it, after
+    the consumer using it has stopped."""
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = dict(options)
         self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def log_starts(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -167,8 +163,7 @@ class LogStartProbe:
             except BaseException:
                 await client.stop()  # a failed start leaves connections open
                 raise
-            self._client, self._loop = client, asyncio.get_running_loop()
-            LogStartProbe._open.add(self)
+            self._client = client
         wanted = {TopicPartition(topic, p): 0 for p in partitions}
         found = await self._client.offsets_for_times(wanted)
         # An empty partition has no first record (some brokers answer a timestamp of -1).
@@ -181,14 +176,6 @@ class LogStartProbe:
         if self._client is not None:
             client, self._client = self._client, None
             await client.stop()
-
-    @classmethod
-    async def close_all(cls) -> None:
-        """Close the probes opened on this event loop."""
-        loop = asyncio.get_running_loop()
-        for probe in list(cls._open):
-            if probe._loop is loop:
-                await probe.close()
 
 
 class PartitionTracker:

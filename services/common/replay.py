@@ -24,9 +24,9 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import TypeAdapter
 
-from services.common.consumer import Envelope, decode_batch
 from services.common.kafka import aiokafka_options
 from services.common.offsets import Watermark, plan_batch
+from services.common.records import Envelope, decode_batch
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)

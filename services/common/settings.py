@@ -166,14 +166,13 @@ class Settings(BaseSettings):
     popularity_half_life_days: Annotated[float, Field(ge=0)] = Field(
         default=730.0,
         description="Half-life of the popularity signal; 0: all-time popularity (no decay). "
-        "730 days is chosen on the MovieLens validation windows with the blend's weights "
-        "(blend NDCG@10 0.322 against 0.295 undecayed; docs/relevance.md).",
+        "The default is the one `attune eval movielens` chose on validation "
+        "(docs/relevance.md shows the comparison).",
     )
     cooccurrence_window: Annotated[int, Field(ge=1, le=1_000)] = Field(
         default=5,
-        description="How many of the user's latest liked items pair with a newly liked one. "
-        "5 and 10 tie on the MovieLens validation windows (blend NDCG@10 0.295 and 0.297); "
-        "10 makes Redis do a third more work per event (replay 24k -> 19k events/s).",
+        description="How many of the user's latest liked items pair with a newly liked one; "
+        "each one more costs the fold a Redis write per liked item.",
     )
 
     # Query: how recommendations, similar items and personalized search blend signals.

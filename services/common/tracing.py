@@ -1,5 +1,5 @@
 """Spans at the boundaries of Attune's stores and models, applied where a process builds
-its dependencies (:func:`services.common.runner.open_dependencies`), so that the code
+its dependencies (:func:`services.app.bootstrap.open_dependencies`), so that the code
 that uses them (the consumers, the query engine) stays free of tracing:
 
 - :func:`instrument_http_app`: a SERVER span per request (FastAPI instrumentation;

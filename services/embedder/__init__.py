@@ -1,18 +1,22 @@
 """The embedder service: content topic -> embeddings -> vector index.
 
-- :func:`content_router` builds the Kafka subscriber (include it into a broker);
-- :func:`apply_content` is the domain step: a batch of content messages -> index writes.
+- :func:`~services.embedder.service.mount`: what it adds to a process;
+- :mod:`.subscriber`: the Kafka entry (the content subscriber, on the shared skeleton);
+- :func:`~services.embedder.apply.apply_content`: the domain step, a batch of content
+  messages -> index writes;
+- :mod:`.replay`: rebuild the collection from the topic.
 """
 
-from services.embedder.apply import ApplyStats, DocumentEmbedder, IndexUnavailable, apply_content
-from services.embedder.service import ContentConsumer, consumer_group, content_router
+from services.embedder.apply import ApplyStats, DocumentEmbedder, apply_content
+from services.embedder.service import mount
+from services.embedder.subscriber import consumer_group, content_consumer, content_router
 
 __all__ = [
     "ApplyStats",
-    "ContentConsumer",
     "DocumentEmbedder",
-    "IndexUnavailable",
     "apply_content",
     "consumer_group",
+    "content_consumer",
     "content_router",
+    "mount",
 ]

@@ -1,25 +1,24 @@
 """The embedder's domain logic: a batch of content messages -> vector-index writes.
 
-Plain async functions, free of Kafka: the subscriber in :mod:`.service` decodes the
-raw records and hands the valid messages here.
+Plain async functions, free of Kafka: the subscriber (:mod:`.subscriber`) decodes the
+raw records and hands the valid messages here. The index it is given waits out an
+outage itself (services/common/vectorindex/outage.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from schemas.content import ContentTombstone, ContentUpsert
-from services.common.consumer import Envelope, retry_through_outage
 from services.common.embedding import Vectors
-from services.common.offsets import Watermark
+from services.common.records import Envelope
 from services.common.vectorindex import ItemDeletion, ItemPoint, ItemWrite, VectorIndex
 
 ContentEnvelope = Envelope[ContentUpsert | ContentTombstone]
-T = TypeVar("T")
 
 DESCRIPTION_CHARS = 300
 TEXT_SHA256 = "text_sha256"
@@ -29,10 +28,6 @@ class DocumentEmbedder(Protocol):
     """What the embedder needs of :class:`services.common.embedding.Embedder`."""
 
     async def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
-
-
-class IndexUnavailable(Exception):
-    """The vector index did not answer (connection refused, timeout, 5xx): retried."""
 
 
 @dataclass(frozen=True)
@@ -104,71 +99,6 @@ def item_deletion(message: ContentTombstone) -> ItemDeletion:
     )
 
 
-def is_transient_index_error(error: BaseException) -> bool:
-    """A vector-index error worth retrying: the server is unreachable or overloaded.
-
-    Qdrant Edge runs in process and has no such errors. qdrant-client wraps transport
-    failures (httpx) in ``ResponseHandlingException`` and reports HTTP statuses as
-    ``UnexpectedResponse``; 5xx and 429 are transient, other statuses are not.
-    """
-    if isinstance(error, ConnectionError | TimeoutError):
-        return True
-    import httpx  # imported here: only a failing server-index write gets this far
-
-    if isinstance(error, httpx.TransportError):
-        return True
-    from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-
-    if isinstance(error, ResourceExhaustedResponse):
-        return True
-    if isinstance(error, ResponseHandlingException):
-        return isinstance(error.source, httpx.TransportError | ConnectionError | TimeoutError)
-    if isinstance(error, UnexpectedResponse):
-        return error.status_code is not None and (
-            error.status_code >= 500 or error.status_code == 429
-        )
-    return False
-
-
-async def with_index_retries(operation: Callable[[], Awaitable[T]]) -> T:
-    """Run an index operation, retried with backoff for as long as the index is
-    unreachable; any other error propagates (the batch is not committed)."""
-
-    async def attempt() -> T:
-        try:
-            return await operation()
-        except Exception as error:
-            if is_transient_index_error(error):
-                raise IndexUnavailable(f"{type(error).__name__}: {error}") from error
-            raise
-
-    return await retry_through_outage(attempt, (IndexUnavailable,), dependency="vector_index")
-
-
-async def write_to_index(index: VectorIndex, writes: Sequence[ItemWrite]) -> None:
-    await with_index_retries(lambda: index.apply(writes))
-
-
-class IndexWatermarks:
-    """The content partitions' watermarks, kept in the vector collection itself (a meta
-    record beside the items), so they switch with it when a replay moves the alias."""
-
-    def __init__(self, index: VectorIndex, topic: str) -> None:
-        self.index = index
-        self.key = f"watermarks/{topic}"
-
-    async def load_watermarks(self) -> dict[int, Watermark]:
-        stored = await with_index_retries(lambda: self.index.read_meta(self.key)) or {}
-        return {int(p): Watermark.from_dict(mark) for p, mark in stored.items()}
-
-    async def save_watermarks(self, marks: Mapping[int, Watermark]) -> None:
-        current = await self.load_watermarks()
-        current.update(marks)
-        value = {str(p): mark.as_dict() for p, mark in current.items()}
-        await with_index_retries(lambda: self.index.write_meta(self.key, value))
-
-
 async def apply_content(
     envelopes: Sequence[ContentEnvelope],
     embedder: DocumentEmbedder,
@@ -199,7 +129,7 @@ async def apply_content(
         else:
             writes.append(item_deletion(message))
     if writes:
-        await write_to_index(index, writes)
+        await index.apply(writes)
 
     return ApplyStats(
         upserted=len(upserts),
@@ -214,13 +144,9 @@ __all__ = [
     "ApplyStats",
     "ContentEnvelope",
     "DocumentEmbedder",
-    "IndexUnavailable",
-    "IndexWatermarks",
     "apply_content",
-    "is_transient_index_error",
     "item_deletion",
     "item_point",
     "newest_per_item",
     "short_description",
-    "write_to_index",
 ]

@@ -12,19 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import TypeAdapter
-
-from schemas.content import ContentMessage, ContentTombstone, ContentUpsert
 from schemas.topics import CONTENT
 from services.common.offsets import Watermark
 from services.common.replay import ReadStats, ReplayDecoder, ReplayProgress, read_topic
 from services.common.settings import Settings
 from services.common.vectorindex import Collections, VectorIndex
-from services.embedder.apply import DocumentEmbedder, IndexWatermarks, apply_content
+from services.common.vectorindex.outage import tolerating_outages
+from services.common.vectorindex.watermarks import IndexWatermarks
+from services.embedder.apply import DocumentEmbedder, apply_content
+from services.embedder.subscriber import CONTENT_ADAPTER
 
 log = logging.getLogger(__name__)
-
-_CONTENT: TypeAdapter[ContentUpsert | ContentTombstone] = TypeAdapter(ContentMessage)
 
 
 @dataclass
@@ -46,9 +44,10 @@ async def rebuild_collection(
     progress: ReplayProgress | None = None,
 ) -> tuple[ReadStats, int]:
     """Apply the whole content topic to ``index`` (ready); return the read stats and how
-    many records were not valid content messages."""
+    many records were not valid content messages. Writes wait out an index outage."""
+    index = tolerating_outages(index)
     watermarks = IndexWatermarks(index, CONTENT.name)
-    decoder = ReplayDecoder(_CONTENT, settings.max_message_bytes)
+    decoder = ReplayDecoder(CONTENT_ADAPTER, settings.max_message_bytes)
 
     def prepare(records: Sequence[Any]) -> Coroutine[Any, Any, None]:
         items, marks = decoder.decode(records)

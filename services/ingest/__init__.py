@@ -1,6 +1,12 @@
-"""The ingest service: HTTP -> Kafka."""
+"""The ingest service: HTTP -> Kafka.
 
-from services.ingest.app import create_app, ingest_router
+- :func:`~services.ingest.service.mount`: what it adds to a process;
+- :mod:`.routes`: the HTTP entry (Attune's endpoints and the Segment/RudderStack API);
+- :mod:`.messages`, :mod:`.segment`, :mod:`.publish`: validation and publishing.
+"""
+
 from services.ingest.publish import MessageTooLarge, PublishFailed, publish_all
+from services.ingest.routes import ingest_router
+from services.ingest.service import mount
 
-__all__ = ["MessageTooLarge", "PublishFailed", "create_app", "ingest_router", "publish_all"]
+__all__ = ["MessageTooLarge", "PublishFailed", "ingest_router", "mount", "publish_all"]

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from schemas.api import BehaviourEventIn, ContentUpsertIn
 from schemas.content import ContentTombstone, version_from_timestamp
 from schemas.topics import CONTENT, EVENTS, content_key, events_key
-from services.common.consumer import describe_validation_error
+from services.common.records import describe_validation_error
 
 T = TypeVar("T")
 

@@ -4,14 +4,14 @@ the user profile, over the vector index and the user model. HTTP-free."""
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from schemas.query import ItemResult, Reason, Signal
 from services.common.embedding import Embedder
 from services.common.settings import Settings
+from services.common.userstore.read import UserModel, UserModelReader
 from services.common.vectorindex import ItemFilter, StoredItem, VectorIndex
 from services.query.explain import Explained
 from services.query.ranking import (
@@ -25,7 +25,7 @@ from services.query.ranking import (
     profile_weights,
     scaled,
 )
-from services.usermodel.read import UserModel, UserModelReader
+from services.query.signals import cooccurrence_scores, tag_affinity_scores
 
 Strategy = Literal["personalized", "trending", "popular", "none"]
 
@@ -223,7 +223,7 @@ class QueryEngine:
         )
         sources = {s.item_id: s for s in found_sources}
         profile = profile_vector({k: v.vector for k, v in sources.items() if v.vector}, weights)
-        co_scores, co_best = self._cooccurrence(co_weights, co_found)
+        co_scores, co_best = cooccurrence_scores(co_weights, co_found)
         excluded = item_filter.exclude_item_ids
         co_scores = {i: s for i, s in co_scores.items() if i not in excluded}
         others = list(dict.fromkeys([*co_scores, *wanted]))
@@ -245,7 +245,7 @@ class QueryEngine:
             known.update(await self._matching(tenant, others, item_filter))
 
         affinity = {tag: a for tag, a in model.tag_affinity.items() if a > 0}
-        tag_scores, tag_details = self._tag_scores(known.values(), affinity)
+        tag_scores, tag_details = tag_affinity_scores(known.values(), affinity)
         co_known = scaled({i: s for i, s in co_scores.items() if i in known})
         return (
             {"content": content, "cooccurrence": co_known, "tags": tag_scores},
@@ -305,49 +305,6 @@ class QueryEngine:
             }
             blended = mmr(blended, vectors, limit=limit, diversity=diversity)
         return strategy, [_result(candidates.items[b.item_id], b) for b in blended[:limit]]
-
-    @staticmethod
-    def _cooccurrence(
-        weights: Sequence[WeightedItem], found: Mapping[str, list[tuple[str, float]]]
-    ) -> tuple[dict[str, float], dict[str, str]]:
-        """Each co-occurring item's score and the source item it owes most to."""
-        top = max((w.weight for w in weights), default=0.0) or 1.0
-        scores: dict[str, float] = defaultdict(float)
-        best: dict[str, tuple[float, str]] = {}
-        for source in weights:
-            for other, count in found.get(source.item_id, []):
-                contribution = count * source.weight / top
-                scores[other] += contribution
-                if contribution > best.get(other, (0.0, ""))[0]:
-                    best[other] = (contribution, source.item_id)
-        return dict(scores), {item: source for item, (_, source) in best.items()}
-
-    @staticmethod
-    def _tag_scores(
-        items: Iterable[StoredItem], affinity: Mapping[str, float]
-    ) -> tuple[dict[str, float], Mapping[str, str]]:
-        raw: dict[str, float] = {}
-        tags_of: dict[str, list[str]] = {}
-        for item in items:
-            tags = item.payload.get("tags")
-            if not tags:
-                continue
-            total, matched = 0.0, False
-            for tag in tags:
-                value = affinity.get(tag)
-                if value is not None:
-                    total += value
-                    matched = True
-            if matched:
-                raw[item.item_id] = total
-                tags_of[item.item_id] = tags
-
-        def explain(item_id: str) -> str:
-            matched = [(affinity[t], t) for t in tags_of[item_id] if t in affinity]
-            names = ", ".join(t for _, t in sorted(matched, reverse=True)[:3])
-            return f"matches this user's interest in {names}"
-
-        return scaled(raw), Explained(raw, explain)
 
     # -- trending ----------------------------------------------------------------------
 

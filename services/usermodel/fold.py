@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,12 +27,12 @@ from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 from schemas.events import BehaviourEvent
-from services.common.consumer import Envelope
+from services.common.records import Envelope
 from services.common.settings import Settings
-from services.usermodel.keys import UserModelKeys
+from services.common.userstore.decay import DecayRates
+from services.common.userstore.keys import UserModelKeys
 
 MAX_TAGS_PER_EVENT = 32
-_DAY_MS = 86_400_000
 
 ScriptCall = tuple[list[str], list[Any]]  # KEYS, ARGV
 CLUSTER_CONCURRENCY = 16  # script calls in flight at once on a Redis Cluster
@@ -73,29 +72,34 @@ class FoldConfig:
         )
 
     @property
-    def trending_rate_per_ms(self) -> float:
-        return math.log(2) / (self.trending_half_life_days * _DAY_MS)
-
-    @property
-    def popularity_rate_per_ms(self) -> float:
-        """0 when popularity does not decay."""
-        days = self.popularity_half_life_days
-        return math.log(2) / (days * _DAY_MS) if days > 0 else 0.0
+    def decay(self) -> DecayRates:
+        """The rates the readers decay the stored scores with (the same half-lives)."""
+        return DecayRates(
+            tag_half_life_days=self.tag_half_life_days,
+            trending_half_life_days=self.trending_half_life_days,
+            popularity_half_life_days=self.popularity_half_life_days,
+        )
 
     def tenant_script_config(self) -> str:
-        return json.dumps({"lam": self.trending_rate_per_ms, "pop": self.popularity_rate_per_ms})
+        decay = self.decay
+        return json.dumps(
+            {
+                "trending_rate": decay.trending_rate_per_ms,
+                "popularity_rate": decay.popularity_rate_per_ms,
+            }
+        )
 
     def user_script_config(self, *, direct: bool = False) -> str:
         return json.dumps(
             {
                 "direct": direct,
-                "rw": self.rating_weight,
-                "pm": self.rating_prior_mean,
-                "pc": self.rating_prior_count,
-                "rl": self.recent_items_limit,
-                "hl": self.tag_half_life_days * _DAY_MS,
-                "dw": self.dedupe_window,
-                "cw": self.cooccurrence_window,
+                "rating_weight": self.rating_weight,
+                "rating_prior_mean": self.rating_prior_mean,
+                "rating_prior_count": self.rating_prior_count,
+                "recent_limit": self.recent_items_limit,
+                "tag_half_life_ms": self.decay.tag_half_life_ms,
+                "dedupe_window": self.dedupe_window,
+                "cooccurrence_window": self.cooccurrence_window,
             }
         )
 
@@ -135,17 +139,32 @@ def fold_input(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> dict[s
     name = event_name(event)
     rating = event.properties.rating
     return {
-        "p": envelope.partition_id,
-        "o": envelope.offset,
-        "id": event.message_id,
-        "t": int(event.timestamp.timestamp() * 1000),
-        "e": name,
-        "it": event.properties.item_id or False,
-        "w": config.weight_of(name) if rating is None else False,
-        "r": rating if rating is not None else False,
-        "tg": event_tags(event),
-        "tr": identify_traits(event) or False,
+        "partition": envelope.partition_id,
+        "offset": envelope.offset,
+        "message_id": event.message_id,
+        "time_ms": int(event.timestamp.timestamp() * 1000),
+        "event": name,
+        "item_id": event.properties.item_id or False,
+        "weight": config.weight_of(name) if rating is None else False,
+        "rating": rating if rating is not None else False,
+        "tags": event_tags(event),
+        "traits": identify_traits(event) or False,
     }
+
+
+_SHORT_OUTBOX_KEYS = {
+    "p": "partition", "o": "offset", "it": "item_id", "s": "strength", "t": "time_ms",
+    "co": "pairs",
+}  # fmt: skip
+
+
+def outbox_entry(raw: bytes | str) -> dict[str, Any]:
+    """One tenant update from a user's outbox. An outbox left by a crash of a version
+    that wrote two-letter keys is read too, so that an upgrade never blocks a partition."""
+    entry: dict[str, Any] = orjson.loads(raw)
+    if "p" in entry:
+        return {_SHORT_OUTBOX_KEYS.get(key, key): value for key, value in entry.items()}
+    return entry
 
 
 @dataclass
@@ -255,7 +274,7 @@ class UserModelFolder:
         for (tenant, user), outbox in zip(lane.users, outboxes, strict=True):
             if outbox:
                 users_with_updates.append((tenant, user))
-                updates[tenant].extend({**orjson.loads(entry), "u": user} for entry in outbox)
+                updates[tenant].extend({**outbox_entry(entry), "user": user} for entry in outbox)
 
         applied = 0
         if updates:
@@ -272,12 +291,12 @@ class UserModelFolder:
         self, namespace: UserModelKeys, tenant: str, tenant_updates: list[dict[str, Any]]
     ) -> ScriptCall:
         keys = namespace.tenant(tenant)
-        tenant_updates.sort(key=lambda u: (u["p"], u["o"]))
+        tenant_updates.sort(key=lambda u: (u["partition"], u["offset"]))
         co_items: dict[str, int] = {}
         for update in tenant_updates:
             # cjson encodes an empty Lua table as {}; it means no pairs.
-            update["co"] = update["co"] if isinstance(update["co"], list) else []
-            for item in (update["it"], *update["co"]):
+            update["pairs"] = update["pairs"] if isinstance(update["pairs"], list) else []
+            for item in (update["item_id"], *update["pairs"]):
                 co_items.setdefault(item, len(co_items) + 5)  # KEYS 1-4 are fixed
         script_keys = [keys.applied, keys.trending, keys.meta, keys.popular]
         script_keys.extend(keys.co(item) for item in co_items)
@@ -295,4 +314,5 @@ __all__ = [
     "event_name",
     "event_tags",
     "fold_input",
+    "outbox_entry",
 ]

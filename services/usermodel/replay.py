@@ -22,10 +22,10 @@ from schemas.topics import EVENTS
 from services.common.offsets import Watermark
 from services.common.replay import ReadStats, ReplayDecoder, ReplayProgress, read_topic
 from services.common.settings import Settings
+from services.common.userstore.keys import UserModelKeys
+from services.common.userstore.namespace import Namespaces, RedisWatermarks
 from services.usermodel.fold import FoldConfig, PreparedFold, UserModelFolder
-from services.usermodel.keys import UserModelKeys
-from services.usermodel.namespace import Namespaces, RedisWatermarks
-from services.usermodel.service import EVENT_ADAPTER
+from services.usermodel.subscriber import EVENT_ADAPTER
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 
 from schemas.topics import ALL_TOPICS, CONTENT, DEAD_LETTER, EVENTS
+from services.app.names import SERVICES
 from services.common.kafka import ensure_topics
-from services.common.runner import SERVICES
 from tests.deploy.files import (
     COMPOSE_FILE,
     DOCKERFILE,

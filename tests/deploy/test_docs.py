@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from services.common.runner import SERVICES
+from services.app.names import SERVICES
 from services.common.settings import ENV_PREFIX, Settings
 from tests.deploy.files import ROOT
 
@@ -57,3 +57,11 @@ def test_the_operations_guide_covers_scaling_backups_upgrades_and_managed_servic
         "ATTUNE_REDIS_URL=rediss://",
     ]:
         assert needle in text, needle
+
+
+def test_the_architecture_page_names_only_real_paths() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:services|bench|schemas)/[\w/.]*)`", text))
+    assert len(named) > 20
+    missing = sorted(path for path in named if "<name>" not in path and not (ROOT / path).exists())
+    assert not missing, f"docs/architecture.md names paths that do not exist: {missing}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.runner import SERVICES
+from services.app.names import SERVICES
 from services.common.settings import ENV_PREFIX, Settings, load_settings
 from tests.deploy.files import (
     K8S_BASE,

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 
 from schemas.topics import CONTENT, EVENTS
-from services.common.runner import SERVICES
+from services.app.names import SERVICES
 from tests.deploy.files import (
     K8S_BASE,
     K8S_PRODUCTION,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.common.runner import SERVICES
+from services.app.names import SERVICES
 from tests.deploy.files import OBSERVABILITY, ROOT, compose_environment, load_compose
 from tests.deploy.promql import PROMETHEUS_OWN, exported_metrics, exported_series, metric_names
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.embedded import free_port
+from services.app.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,14 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.embedded import EmbeddedStack, free_port
-from services.common.runner import (
-    SERVICES,
-    build_http_app,
-    include_consumers,
-    open_dependencies,
-    serve_http,
-)
+from services.app.bootstrap import SERVICES, assemble, serve_http
+from services.app.embedded import EmbeddedStack, free_port
 from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -51,18 +45,12 @@ async def api(stack: EmbeddedStack, tmp_path: Path) -> AsyncIterator[httpx.Async
         }
     )
     port = free_port()
-    async with open_dependencies(settings, redis=True, model=True) as deps:
-        include_consumers(deps, SERVICES)
-        app = build_http_app(deps, SERVICES, "attune")
-        await deps.broker.start()
-        try:
-            async with (
-                serve_http(app, "127.0.0.1", port),
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
-            ):
-                yield client
-        finally:
-            await deps.broker.stop()
+    async with (
+        assemble(settings, SERVICES, name="attune") as assembly,
+        serve_http(assembly.app, "127.0.0.1", port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        yield client
 
 
 async def test_posted_content_and_events_reach_every_query(api: httpx.AsyncClient) -> None:

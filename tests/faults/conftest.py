@@ -24,16 +24,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from schemas.deadletter import DeadLetterRecord
 from schemas.events import BehaviourEvent
 from schemas.topics import DEAD_LETTER, EVENTS
-from services.common.consumer import Envelope
+from services.app.embedded import EmbeddedStack, free_port
 from services.common.digest import Digest
-from services.common.embedded import EmbeddedStack, free_port
 from services.common.offsets import Watermark
+from services.common.records import Envelope
 from services.common.replay import read_topic
 from services.common.settings import Settings
-from services.usermodel.digest import digest_namespace
+from services.common.userstore.digest import digest_namespace
+from services.common.userstore.keys import UserModelKeys
+from services.common.userstore.namespace import Namespaces, RedisWatermarks
 from services.usermodel.fold import FoldConfig, UserModelFolder
-from services.usermodel.keys import UserModelKeys
-from services.usermodel.namespace import Namespaces, RedisWatermarks
 from services.usermodel.replay import rebuild_namespace
 from tests import polling
 
@@ -134,7 +134,7 @@ def assert_same_state(live: Digest, clean: Digest) -> None:
 
 async def live_state(redis: Redis, settings: Settings) -> Digest:
     keys = UserModelKeys(await Namespaces(redis, settings.redis_namespace, ttl_s=0).active())
-    return await digest_namespace(redis, keys, FoldConfig.from_settings(settings))
+    return await digest_namespace(redis, keys, FoldConfig.from_settings(settings).decay)
 
 
 async def assert_same_as_a_clean_run(redis: Redis, settings: Settings) -> None:
@@ -143,7 +143,7 @@ async def assert_same_as_a_clean_run(redis: Redis, settings: Settings) -> None:
     await rebuild_namespace(settings, redis, clean.namespace)
     config = FoldConfig.from_settings(settings)
     assert_same_state(
-        await live_state(redis, settings), await digest_namespace(redis, clean, config)
+        await live_state(redis, settings), await digest_namespace(redis, clean, config.decay)
     )
 
 
@@ -158,7 +158,7 @@ async def folded_state(
         for n, e in enumerate(events)
     ]
     await UserModelFolder(redis, FoldConfig.from_settings(settings)).fold(envelopes, keys)
-    return await digest_namespace(redis, keys, FoldConfig.from_settings(settings))
+    return await digest_namespace(redis, keys, FoldConfig.from_settings(settings).decay)
 
 
 @asynccontextmanager

@@ -15,8 +15,8 @@ from aiokafka.errors import KafkaConnectionError
 from redis.asyncio import Redis
 
 from schemas.topics import CONTENT, EVENTS
-from services.common import datasets
-from services.common.embedded import EmbeddedStack
+from services.app import datasets
+from services.app.embedded import EmbeddedStack
 from services.common.settings import Settings
 from tests.faults.conftest import (
     applied_offsets,

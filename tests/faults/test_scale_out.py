@@ -12,12 +12,12 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.content import ContentUpsert
-from services.common import datasets
+from services.app import datasets
 from services.common.kafka import make_broker
 from services.common.settings import Settings
+from services.common.vectorindex.digest import digest_collection
 from services.common.vectorindex.edge import EdgeVectorIndex
 from services.embedder import content_router
-from services.embedder.digest import digest_collection
 from services.embedder.replay import rebuild_collection
 from tests.faults.conftest import (
     applied_offsets,

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.embedded import EmbeddedStack, free_port
+from services.app.embedded import EmbeddedStack, free_port
 from tests.polling import wait_ready
 
 pytestmark = pytest.mark.integration
@@ -71,4 +71,4 @@ def test_an_unknown_service_is_refused() -> None:
     attune = Path(sys.executable).with_name("attune")
     result = subprocess.run([str(attune), "run", "nope"], capture_output=True, text=True)
     assert result.returncode == 2
-    assert "unknown service 'nope'" in result.stderr
+    assert "'nope' is not one of" in " ".join(result.stderr.split())

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import CONTENT, EVENTS, content_key, events_key
-from services.common.datasets import Message, demo_events, demo_items, produce
+from services.app.datasets import Message, demo_events, demo_items, produce
 from services.common.kafka import aiokafka_options
 from services.common.settings import Settings
 

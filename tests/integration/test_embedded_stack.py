@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import ALL_TOPICS, EVENTS, BehaviourEvent, events_key
-from services.common.embedded import EmbeddedStack
+from services.app.embedded import EmbeddedStack
 from services.common.kafka import make_broker
 from services.common.settings import Settings
 
@@ -110,7 +110,7 @@ async def test_a_produced_message_comes_back_through_a_consumer_group(
 STACK_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-from services.common.embedded import EmbeddedStack
+from services.app.embedded import EmbeddedStack
 
 async def main():
     async with EmbeddedStack(Path(sys.argv[1])) as stack:

@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.deadletter import DeadLetterRecord
 from schemas.topics import CONTENT, DEAD_LETTER, content_key
+from services.app.bootstrap import Service, assemble
 from services.common.embedding import Embedder
 from services.common.kafka import make_broker
-from services.common.runner import build_http_app, include_consumers, open_dependencies
 from services.common.settings import Settings
 from services.common.vectorindex import ItemFilter, ItemWrite, VectorIndex
 from services.common.vectorindex.edge import EdgeVectorIndex
@@ -226,36 +226,30 @@ async def test_the_embedder_process_serves_health_and_metrics_and_stores_content
     settings: Settings, tenant: str
 ) -> None:
     """What `attune run embedder` builds: the consumer plus /healthz, /readyz, /metrics."""
-    async with open_dependencies(settings, redis=False, model=True) as deps:
-        include_consumers(deps, ("embedder",))
-        app = build_http_app(deps, ("embedder",), "embedder")
-        await deps.broker.start()
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://embedder") as client:
-                health = await client.get("/healthz")
-                assert health.status_code == 200
-                assert health.json() == {"status": "ok", "service": "embedder"}
+    async with assemble(settings, (Service.embedder,)) as assembly:
+        transport = httpx.ASGITransport(app=assembly.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://embedder") as client:
+            health = await client.get("/healthz")
+            assert health.status_code == 200
+            assert health.json() == {"status": "ok", "service": "embedder"}
 
-                metric = "attune_embedder_docs_embedded_total"
-                before = _metric((await client.get("/metrics")).text, metric)
-                await produce(
-                    settings,
-                    [(content_key(tenant, "m1"), upsert(tenant, "m1", "Alien", "A space horror."))],
-                )
+            metric = "attune_embedder_docs_embedded_total"
+            before = _metric((await client.get("/metrics")).text, metric)
+            await produce(
+                settings,
+                [(content_key(tenant, "m1"), upsert(tenant, "m1", "Alien", "A space horror."))],
+            )
 
-                async def embedded() -> bool:
-                    return _metric((await client.get("/metrics")).text, metric) > before
+            async def embedded() -> bool:
+                return _metric((await client.get("/metrics")).text, metric) > before
 
-                await eventually(embedded, "the process embeds the upsert", within=DEADLINE_S)
-                ready = await client.get("/readyz")
-                assert ready.status_code == 200, ready.text
-                assert ready.json()["checks"] == {"kafka": "ok", "vector_index": "ok"}
-                metrics = (await client.get("/metrics")).text
-                assert "attune_consumer_batch_duration_seconds_bucket" in metrics
-                assert "attune_consumer_messages_total" in metrics
-        finally:
-            await deps.broker.stop()
+            await eventually(embedded, "the process embeds the upsert", within=DEADLINE_S)
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["checks"] == {"kafka": "ok", "vector_index": "ok"}
+            metrics = (await client.get("/metrics")).text
+            assert "attune_consumer_batch_duration_seconds_bucket" in metrics
+            assert "attune_consumer_messages_total" in metrics
 
     # The index was closed at shutdown: the folder opens again, with the item in it.
     reopened = EdgeVectorIndex(settings.vector_index_path, 384)

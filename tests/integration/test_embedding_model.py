@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from services.app.model_store import model_problems
 from services.common.embedding import Embedder, EmbeddingModelError
-from services.common.model_store import model_problems
 from services.common.settings import Settings
 
 pytestmark = pytest.mark.integration

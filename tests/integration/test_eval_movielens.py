@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.common.evaluation.cli import eval_app
+from bench.relevance.cli import eval_app
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services.common.embedded import EmbeddedStack, free_port
+from services.app.embedded import EmbeddedStack, free_port
 from tests.polling import wait_ready
 
 pytestmark = pytest.mark.integration

@@ -26,10 +26,10 @@ from segment.analytics.client import Client as SegmentClient
 from segment.analytics.request import APIError as SegmentAPIError
 
 from schemas import EVENTS
-from services.common.embedded import ManagedProcess, free_port, tansu_binary
+from services.app.bootstrap import Service, assemble
+from services.app.embedded import ManagedProcess, free_port, tansu_binary
 from services.common.kafka import aiokafka_options, ensure_topics, make_broker
 from services.common.settings import Settings
-from services.ingest import create_app
 from services.ingest.publish import bare_producer
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,13 @@ async def serving(app: FastAPI, start_timeout_s: float = 20.0) -> AsyncIterator[
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=30)
+
+
+@contextlib.asynccontextmanager
+async def serving_ingest(settings: Settings) -> AsyncIterator[str]:
+    """Ingest as `attune run ingest` assembles it, served by a real uvicorn server."""
+    async with assemble(settings, (Service.ingest,)) as assembly, serving(assembly.app) as url:
+        yield url
 
 
 async def consume(
@@ -106,7 +113,7 @@ def keyed_settings(stack_settings: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 async def ingest_url(keyed_settings: Settings) -> AsyncIterator[str]:
-    async with serving(create_app(keyed_settings)) as url:
+    async with serving_ingest(keyed_settings) as url:
         yield url
 
 
@@ -283,7 +290,7 @@ async def test_unreachable_broker_gets_503_with_retry_after(stack_settings: Sett
         update={"kafka_bootstrap_servers": closed, "publish_timeout_s": 1.0}
     )
     event = {"messageId": f"down-{uuid.uuid4()}", "userId": "u-1", "event": "view"}
-    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serving_ingest(settings) as url, httpx.AsyncClient(base_url=url) as http:
         started = time.monotonic()
         answer = await http.post("/v1/events", json={"events": [event]})
         assert time.monotonic() - started < 5
@@ -411,7 +418,7 @@ async def test_ingest_started_before_the_broker_connects_once_it_is_up(tmp_path:
     # takes seconds to stop).
     async with (
         contextlib.AsyncExitStack() as later,
-        serving(create_app(settings)) as url,
+        serving_ingest(settings) as url,
         httpx.AsyncClient(base_url=url) as http,
     ):
         assert (await http.post("/v1/events", json=body)).status_code == 503
@@ -431,7 +438,7 @@ async def test_a_broker_that_stops_acking_gets_503_and_recovers(tmp_path: Path) 
     first, stalled = event(), event()
     async with (
         stallable_broker(tmp_path) as (settings, relay),
-        serving(create_app(settings)) as url,
+        serving_ingest(settings) as url,
         httpx.AsyncClient(base_url=url) as http,
     ):
         assert (await http.post("/v1/events", json={"events": [first]})).status_code == 202

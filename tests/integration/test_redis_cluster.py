@@ -16,13 +16,13 @@ from typing import Any, cast
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
-from services.common.consumer import Envelope
-from services.common.embedded import EmbeddedStack, ManagedProcess, free_port, redis_server_binary
+from services.app.embedded import EmbeddedStack, ManagedProcess, free_port, redis_server_binary
+from services.common.records import Envelope
 from services.common.settings import Settings
-from services.usermodel.digest import digest_namespace
+from services.common.userstore.digest import digest_namespace
+from services.common.userstore.keys import UserModelKeys
+from services.common.userstore.read import UserModelReader
 from services.usermodel.fold import FoldConfig, UserModelFolder
-from services.usermodel.keys import UserModelKeys
-from services.usermodel.read import UserModelReader
 from tests.faults.conftest import synthetic_events
 
 pytestmark = pytest.mark.integration
@@ -132,15 +132,15 @@ async def test_the_fold_runs_on_a_cluster_and_matches_a_single_redis(
         single_folder = UserModelFolder(single, CONFIG)
         for start in range(0, len(batches), 500):
             await single_folder.fold(batches[start : start + 500], reference)
-        expected = await digest_namespace(single, reference, CONFIG)
+        expected = await digest_namespace(single, reference, CONFIG.decay)
     finally:
         await single.aclose()
 
-    got = await digest_namespace(cast(Redis, cluster), on_cluster, CONFIG)
+    got = await digest_namespace(cast(Redis, cluster), on_cluster, CONFIG.decay)
     assert got.counts == expected.counts
     assert got.hexdigest() == expected.hexdigest()
 
-    reader = UserModelReader(cast(Redis, cluster), on_cluster, CONFIG)
+    reader = UserModelReader(cast(Redis, cluster), on_cluster, CONFIG.decay)
     user = batches[0].message.user_key
     assert (await reader.user("faults", user)).events > 0
     assert len(await reader.cooccurring("faults", ["i1", "i2"], 5)) == 2

@@ -15,19 +15,19 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.topics import CONTENT, EVENTS
-from services.common import datasets
-from services.common.embedded import EmbeddedStack
+from services.app import datasets
+from services.app.bootstrap import Dependencies, Service, assemble
+from services.app.embedded import EmbeddedStack
 from services.common.replay import read_topic
-from services.common.runner import Dependencies, include_consumers, open_dependencies
 from services.common.settings import Settings
+from services.common.userstore.digest import digest_namespace
+from services.common.userstore.keys import UserModelKeys
+from services.common.userstore.namespace import Namespaces, RedisWatermarks
 from services.common.vectorindex import open_collections
-from services.embedder.apply import IndexWatermarks
-from services.embedder.digest import digest_collection
+from services.common.vectorindex.digest import digest_collection
+from services.common.vectorindex.watermarks import IndexWatermarks
 from services.embedder.replay import rebuild_collection, replay_embedder
-from services.usermodel.digest import digest_namespace
 from services.usermodel.fold import FoldConfig
-from services.usermodel.keys import UserModelKeys
-from services.usermodel.namespace import Namespaces, RedisWatermarks
 from services.usermodel.replay import rebuild_namespace, replay_usermodel
 from tests.polling import eventually
 
@@ -49,13 +49,8 @@ def settings(stack: EmbeddedStack, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def live(settings: Settings) -> AsyncIterator[Dependencies]:
     """The embedder and the user model consuming, as `attune run` runs them."""
-    async with open_dependencies(settings, redis=True, model=True) as deps:
-        include_consumers(deps, ("embedder", "usermodel"))
-        await deps.broker.start()
-        try:
-            yield deps
-        finally:
-            await deps.broker.stop()
+    async with assemble(settings, (Service.embedder, Service.usermodel)) as assembly:
+        yield assembly.deps
 
 
 async def topic_ends(settings: Settings, topic: str) -> dict[int, int]:
@@ -103,8 +98,8 @@ async def test_a_rebuild_has_the_live_digest_and_the_switch_hands_over(
     # A rebuild into a side namespace / collection has the same digest as the live state.
     side = f"{settings.redis_namespace}-side"
     await rebuild_namespace(settings, redis, side)
-    live_digest = await digest_namespace(redis, live_keys, config)
-    side_digest = await digest_namespace(redis, UserModelKeys(side), config)
+    live_digest = await digest_namespace(redis, live_keys, config.decay)
+    side_digest = await digest_namespace(redis, UserModelKeys(side), config.decay)
     assert live_digest.counts == side_digest.counts
     assert live_digest.hexdigest() == side_digest.hexdigest()
 
@@ -137,8 +132,8 @@ async def test_a_rebuild_has_the_live_digest_and_the_switch_hands_over(
     )
     clean = f"{settings.redis_namespace}-clean"
     await rebuild_namespace(settings, redis, clean)
-    assert (await digest_namespace(redis, new_keys, config)).hexdigest() == (
-        await digest_namespace(redis, UserModelKeys(clean), config)
+    assert (await digest_namespace(redis, new_keys, config.decay)).hexdigest() == (
+        await digest_namespace(redis, UserModelKeys(clean), config.decay)
     ).hexdigest()
     user = await live.redis.hget(new_keys.user(f"{tenant}-b", "alice").state, "events")  # type: ignore[union-attr]
     assert user is not None

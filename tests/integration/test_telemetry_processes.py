@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.topics import EVENTS
-from services.common.embedded import EmbeddedStack, ManagedProcess, free_port
+from services.app.embedded import EmbeddedStack, ManagedProcess, free_port
 from tests.integration.otlp_receiver import Receiver, otlp_receiver
 from tests.integration.test_telemetry_traces import SpanRow, ancestors, one, render_tree
 from tests.polling import eventually, wait_ready

@@ -22,14 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.common.embedded import EmbeddedStack, free_port
-from services.common.runner import (
-    SERVICES,
-    build_http_app,
-    include_consumers,
-    open_dependencies,
-    serve_http,
-)
+from services.app.bootstrap import SERVICES, assemble, serve_http
+from services.app.embedded import EmbeddedStack, free_port
 from services.common.telemetry import use_tracer_provider
 from tests.polling import eventually
 
@@ -146,18 +140,12 @@ async def attune(stack: EmbeddedStack, tmp_path: Path) -> AsyncIterator[TracedAt
     )
     port = free_port()
     with use_tracer_provider(provider):
-        async with open_dependencies(settings, redis=True, model=True) as deps:
-            include_consumers(deps, SERVICES)
-            app = build_http_app(deps, SERVICES, "attune")
-            await deps.broker.start()
-            try:
-                async with (
-                    serve_http(app, "127.0.0.1", port),
-                    httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
-                ):
-                    yield TracedAttune(http, exporter)
-            finally:
-                await deps.broker.stop()
+        async with (
+            assemble(settings, SERVICES, name="attune") as assembly,
+            serve_http(assembly.app, "127.0.0.1", port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+        ):
+            yield TracedAttune(http, exporter)
     provider.shutdown()
 
 

@@ -14,11 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.events import BehaviourEvent
-from services.common.consumer import Envelope
-from services.common.embedded import EmbeddedStack
+from services.app.embedded import EmbeddedStack
+from services.common.records import Envelope
+from services.common.userstore.keys import UserModelKeys
+from services.common.userstore.read import UserModelReader
 from services.usermodel.fold import FoldConfig, UserModelFolder, fold_input
-from services.usermodel.keys import UserModelKeys
-from services.usermodel.read import UserModelReader
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ async def test_strength_counts_and_recency(redis: Redis, keys: UserModelKeys) ->
         keys,
     )
 
-    model = await UserModelReader(redis, keys, CONFIG).user("acme", "ann", now=T0)
+    model = await UserModelReader(redis, keys, CONFIG.decay).user("acme", "ann", now=T0)
 
     assert model.events == 4
     assert model.event_counts == {"view": 2, "like": 1, "dislike": 1}
@@ -102,7 +102,7 @@ async def test_tag_affinity_decays_with_its_half_life(redis: Redis, keys: UserMo
     await folder.fold([ev("ann", "like", "a", tags=["jazz"])], keys)
     await folder.fold([ev("ann", "like", "b", minutes=24 * 60, tags=["jazz"])], keys)  # a day later
 
-    reader = UserModelReader(redis, keys, CONFIG)
+    reader = UserModelReader(redis, keys, CONFIG.decay)
     now = T0 + timedelta(days=1)
     assert (await reader.user("acme", "ann", now=now)).tag_affinity["jazz"] == pytest.approx(4.5)
     later = await reader.user("acme", "ann", now=now + timedelta(days=2))
@@ -119,7 +119,7 @@ async def test_ratings_are_scored_around_the_users_mean(redis: Redis, keys: User
         ],
         keys,
     )
-    model = await UserModelReader(redis, keys, CONFIG).user("acme", "ann", now=T0)
+    model = await UserModelReader(redis, keys, CONFIG.decay).user("acme", "ann", now=T0)
     strengths = {i.item_id: i.strength for i in model.recent}
     assert strengths == {"a": pytest.approx(2.0), "b": pytest.approx(-4.0), "c": pytest.approx(4.0)}
     assert model.mean_rating == pytest.approx(11 / 3)
@@ -130,7 +130,7 @@ async def test_recent_items_are_bounded(redis: Redis, keys: UserModelKeys) -> No
     await UserModelFolder(redis, CONFIG).fold(
         [ev("ann", "view", f"i{n}", minutes=n) for n in range(8)], keys
     )
-    model = await UserModelReader(redis, keys, CONFIG).user("acme", "ann", now=T0)
+    model = await UserModelReader(redis, keys, CONFIG.decay).user("acme", "ann", now=T0)
     assert [i.item_id for i in model.recent] == ["i7", "i6", "i5", "i4", "i3"]
     assert await redis.hlen(keys.user("acme", "ann").strength) == 5
 
@@ -149,7 +149,7 @@ async def test_redelivery_and_duplicate_message_ids_change_nothing(
     await folder.fold([duplicate], keys)  # a producer's duplicate, at a new offset
 
     assert await _snapshot(redis, keys) == before
-    reader = UserModelReader(redis, keys, CONFIG)
+    reader = UserModelReader(redis, keys, CONFIG.decay)
     assert (await reader.user("acme", "ann", now=T0)).events == 1
     assert await reader.popular("acme", 10) == [("a", 6.0), ("b", 3.0)]
 
@@ -162,7 +162,7 @@ async def test_trending_cooccurrence_and_popularity(redis: Redis, keys: UserMode
             ev("bob", "like", "a", minutes=2), ev("bob", "like", "b", minutes=3),
             ev("bob", "like", "c", minutes=4), ev("cy", "dislike", "c", minutes=5),
         ], keys)  # fmt: skip
-    reader = UserModelReader(redis, keys, CONFIG)
+    reader = UserModelReader(redis, keys, CONFIG.decay)
 
     co = await reader.cooccurring("acme", ["a", "c"], limit=10)
     assert co["a"] == [("b", 2.0), ("c", 1.0)]
@@ -180,7 +180,7 @@ async def test_trending_survives_rescaling_over_years(redis: Redis, keys: UserMo
     folder = UserModelFolder(redis, CONFIG)
     await folder.fold([ev("ann", "like", "old")], keys)
     await folder.fold([ev("bob", "like", "new", minutes=365 * 24 * 60)], keys)  # 365 half-lives
-    trending = await UserModelReader(redis, keys, CONFIG).trending(
+    trending = await UserModelReader(redis, keys, CONFIG.decay).trending(
         "acme", 10, now=T0 + timedelta(days=365)
     )
     assert trending[0] == ("new", pytest.approx(3.0))
@@ -195,7 +195,7 @@ async def test_popularity_decays_with_its_half_life(redis: Redis, keys: UserMode
             ev("ann", "like", "a"), ev("bob", "like", "a"), ev("cy", "like", "a"),
             ev("dan", "like", "b", minutes=24 * 60),
         ], keys)  # fmt: skip
-    a_day_later = UserModelReader(redis, keys, config, clock=lambda: T0 + timedelta(days=1))
+    a_day_later = UserModelReader(redis, keys, config.decay, clock=lambda: T0 + timedelta(days=1))
     # three likes of a, a day old, weigh as much as 1.5 fresh ones; b's like is fresh
     assert await a_day_later.popular("acme", 10) == [
         ("a", pytest.approx(4.5)),
@@ -216,11 +216,11 @@ async def test_a_crash_before_the_tenant_step_is_repaired_by_redelivery(
         keys=keys.user("acme", "ann").for_fold(),
         args=[CONFIG.user_script_config(), json.dumps([fold_input(e, CONFIG) for e in batch])],
     )
-    assert await UserModelReader(redis, keys, CONFIG).popular("acme", 10) == []
+    assert await UserModelReader(redis, keys, CONFIG.decay).popular("acme", 10) == []
 
     await folder.fold(batch, keys)  # the redelivery
 
-    reader = UserModelReader(redis, keys, CONFIG)
+    reader = UserModelReader(redis, keys, CONFIG.decay)
     assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]
     assert (await reader.cooccurring("acme", ["a"], 10))["a"] == [("b", 1.0)]
     assert await redis.llen(keys.user("acme", "ann").outbox) == 0
@@ -228,12 +228,39 @@ async def test_a_crash_before_the_tenant_step_is_repaired_by_redelivery(
     assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]
 
 
+async def test_an_outbox_left_by_the_two_letter_key_version_is_applied(
+    redis: Redis, keys: UserModelKeys
+) -> None:
+    """An upgrade after a crash between the user step and the tenant step: the outbox
+    holds updates in the format the fold scripts wrote before they named their keys."""
+    ev = Events()
+    batch = [ev("ann", "like", "a"), ev("ann", "like", "b", minutes=1)]
+    folder = UserModelFolder(redis, CONFIG)
+    await folder._fold_user(
+        keys=keys.user("acme", "ann").for_fold(),
+        args=[CONFIG.user_script_config(), json.dumps([fold_input(e, CONFIG) for e in batch])],
+    )
+    outbox = keys.user("acme", "ann").outbox
+    written = [json.loads(entry) for entry in await redis.lrange(outbox, 0, -1)]
+    short = {"partition": "p", "offset": "o", "item_id": "it", "strength": "s",
+             "time_ms": "t", "pairs": "co"}  # fmt: skip
+    await redis.delete(outbox)
+    await redis.rpush(outbox, *(json.dumps({short[k]: v for k, v in e.items()}) for e in written))
+
+    await folder.fold(batch, keys)  # the redelivery, by the new version
+
+    reader = UserModelReader(redis, keys, CONFIG.decay)
+    assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]
+    assert (await reader.cooccurring("acme", ["a"], 10))["a"] == [("b", 1.0)]
+    assert await redis.llen(outbox) == 0
+
+
 async def test_tenants_are_kept_apart(redis: Redis, keys: UserModelKeys) -> None:
     ev = Events()
     await UserModelFolder(redis, CONFIG).fold(
         [ev("ann", "like", "a", tenant="t1"), ev("ann", "like", "b", tenant="t2")], keys
     )
-    reader = UserModelReader(redis, keys, CONFIG)
+    reader = UserModelReader(redis, keys, CONFIG.decay)
     assert [i.item_id for i in (await reader.user("t1", "ann", now=T0)).recent] == ["a"]
     assert await reader.popular("t2", 10) == [("b", 3.0)]
 
@@ -269,5 +296,5 @@ async def test_an_outbox_left_ahead_by_a_crash_does_not_hide_other_users_updates
     await folder.fold([bob], keys)  # the retry's first batch carries bob's outbox
     await folder.fold([ann], keys)  # ann's update, at a lower offset, comes after
 
-    reader = UserModelReader(redis, keys, CONFIG)
+    reader = UserModelReader(redis, keys, CONFIG.decay)
     assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
-from services.common.embedded import EmbeddedStack
+from services.app.embedded import EmbeddedStack
+from services.common.userstore.keys import UserModelKeys
+from services.common.userstore.read import UserModelReader
 from services.usermodel.fold import FoldConfig
-from services.usermodel.keys import UserModelKeys
-from services.usermodel.read import UserModelReader
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +50,8 @@ async def test_lists_are_reused_within_their_time_to_live(
     await redis.zadd(tenant.popular, {"a": 6.0, "b": 3.0})
     await redis.zadd(tenant.trending, {"a": 2.0})
     await redis.hset(tenant.meta, "trending_landmark_ms", T0.timestamp() * 1000)
-    cached = UserModelReader(redis, keys, CONFIG, ranked_cache_s=60.0)
-    fresh = UserModelReader(redis, keys, CONFIG)
+    cached = UserModelReader(redis, keys, CONFIG.decay, ranked_cache_s=60.0)
+    fresh = UserModelReader(redis, keys, CONFIG.decay)
     assert await cached.popular("acme", 10) == [("a", 6.0), ("b", 3.0)]
     now = await cached.trending("acme", 10, now=T0)
 
@@ -66,14 +66,14 @@ async def test_lists_are_reused_within_their_time_to_live(
 async def test_a_deeper_or_older_list_is_read_again(redis: Redis, keys: UserModelKeys) -> None:
     tenant = keys.tenant("acme")
     await redis.zadd(tenant.popular, {f"i{n}": float(n) for n in range(400)})
-    cached = UserModelReader(redis, keys, CONFIG, ranked_cache_s=60.0)
+    cached = UserModelReader(redis, keys, CONFIG.decay, ranked_cache_s=60.0)
     assert len(await cached.popular("acme", 10)) == 10
 
     await redis.zadd(tenant.popular, {"top": 1_000.0})
     assert len(await cached.popular("acme", 350)) == 350  # deeper than read: read again
     assert (await cached.popular("acme", 1)) == [("top", 1_000.0)]
 
-    expiring = UserModelReader(redis, keys, CONFIG, ranked_cache_s=0.001)
+    expiring = UserModelReader(redis, keys, CONFIG.decay, ranked_cache_s=0.001)
     assert (await expiring.popular("acme", 1)) == [("top", 1_000.0)]
     await redis.zadd(tenant.popular, {"newer": 2_000.0})
     await asyncio.sleep(0.01)

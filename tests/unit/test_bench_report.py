@@ -106,9 +106,9 @@ def test_plots_and_docs_are_written(tmp_path: Path) -> None:
 
 
 COLLAPSED = """\
-main (/repo/services/common/cli.py:10);handle (/repo/services/query/engine.py:5);cosine (/repo/services/query/ranking.py:7) 30
-main (/repo/services/common/cli.py:10);handle (/repo/services/query/engine.py:6);dumps (/usr/lib/python3.11/json/__init__.py:231) 10
-main (/repo/services/common/cli.py:10);select (/usr/lib/python3.11/selectors.py:468) 60
+main (/repo/services/cli.py:10);handle (/repo/services/query/engine.py:5);cosine (/repo/services/query/ranking.py:7) 30
+main (/repo/services/cli.py:10);handle (/repo/services/query/engine.py:6);dumps (/usr/lib/python3.11/json/__init__.py:231) 10
+main (/repo/services/cli.py:10);select (/usr/lib/python3.11/selectors.py:468) 60
 """  # noqa: E501
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas import BehaviourEvent, ContentUpsert
-from services.common.datasets import (
+from services.app.datasets import (
     DEMO_COLD_START_USER,
     DEMO_HISTORY_DAYS,
     DEMO_USERS,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from schemas import BehaviourEvent
-from services.common.datasets import (
+from services.app.datasets import (
     movielens_events,
     movielens_items,
     movielens_ratings,

@@ -13,7 +13,7 @@ from aiokafka.errors import UnknownError
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import CONTENT, EVENTS, ContentTombstone, content_key, events_key
-from services.common.datasets import (
+from services.app.datasets import (
     ProduceError,
     demo_events,
     demo_items,

@@ -15,17 +15,16 @@ from pydantic import TypeAdapter
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from schemas.content import ContentMessage, ContentTombstone, ContentUpsert
-from services.common.consumer import Envelope
 from services.common.embedding import Vectors
+from services.common.records import Envelope
 from services.common.vectorindex import ItemFilter, ItemWrite
 from services.common.vectorindex.edge import EdgeVectorIndex
+from services.common.vectorindex.outage import is_transient_index_error, tolerating_outages
 from services.embedder.apply import (
     ContentEnvelope,
     apply_content,
-    is_transient_index_error,
     newest_per_item,
     short_description,
-    write_to_index,
 )
 
 DIM = 8
@@ -305,7 +304,7 @@ async def test_a_transient_index_error_is_retried_until_the_write_lands(
 ) -> None:
     flaky = FlakyIndex(ResponseHandlingException(httpx.ConnectError("refused")), failures=2)
 
-    stats = await apply_content([upsert("a", 1)], embedder, flaky)  # type: ignore[arg-type]
+    stats = await apply_content([upsert("a", 1)], embedder, tolerating_outages(flaky))  # type: ignore[arg-type]
 
     assert flaky.attempts == 3
     assert [write.item_id for write in flaky.applied] == ["a"]
@@ -317,7 +316,7 @@ async def test_a_permanent_index_error_propagates_at_once() -> None:
     flaky = FlakyIndex(ValueError("bad point"), failures=1)
 
     with pytest.raises(ValueError, match="bad point"):
-        await write_to_index(flaky, [])  # type: ignore[arg-type]
+        await tolerating_outages(flaky).apply([])  # type: ignore[arg-type]
     assert flaky.attempts == 1
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.datasets import Rating
-from services.common.evaluation.headroom import (
+from bench.relevance.headroom import (
     decayed_popularity,
     reference_models,
     required_with_history,
     split_sizes,
 )
-from services.common.evaluation.report import render_markdown
-from services.common.evaluation.split import holdout
-from services.common.evaluation.summary import required
+from bench.relevance.report import render_markdown
+from bench.relevance.split import holdout
+from bench.relevance.summary import required
+from services.app.datasets import Rating
 from tests.unit.test_eval_report import results
 
 DAY = 86_400

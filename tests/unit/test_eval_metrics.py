@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from services.common.evaluation.metrics import (
+from bench.relevance.measures import (
     bootstrap_indices,
     bootstrap_mean,
     bootstrap_statistic,

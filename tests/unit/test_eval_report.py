@@ -6,17 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from services.common.evaluation.methods import baselines, score
-from services.common.evaluation.phases import Phase
-from services.common.evaluation.report import (
+from bench.relevance.methods import baselines, score
+from bench.relevance.phases import Phase
+from bench.relevance.report import (
     cell,
     headline,
     render_markdown,
     weights_text,
     write_outputs,
 )
-from services.common.evaluation.runner import EvaluationConfig
-from services.common.evaluation.summary import paired, phase_summary, verdict
+from bench.relevance.runner import EvaluationConfig
+from bench.relevance.summary import paired, phase_summary, verdict
 from tests.unit.test_eval_runner import row, scored_phase
 
 CHOSEN = {"content": 1.0, "cooccurrence": 0.5, "trending": 0.25, "popular": 1.0, "tags": 0.0}

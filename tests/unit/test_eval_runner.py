@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.common.datasets import Rating
-from services.common.evaluation.methods import (
+from bench.relevance.methods import (
     baselines,
     count_popular_lists,
     only,
@@ -14,10 +13,11 @@ from services.common.evaluation.methods import (
     score,
     without,
 )
-from services.common.evaluation.phases import Phase, Row
-from services.common.evaluation.runner import EvaluationConfig
-from services.common.evaluation.selection import weight_grid
-from services.common.evaluation.summary import paired, phase_summary, verdict
+from bench.relevance.phases import Phase, Row
+from bench.relevance.runner import EvaluationConfig
+from bench.relevance.selection import weight_grid
+from bench.relevance.summary import paired, phase_summary, verdict
+from services.app.datasets import Rating
 from services.query.engine import RECOMMEND_SIGNALS
 
 

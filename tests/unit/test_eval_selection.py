@@ -6,9 +6,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from services.common.evaluation.phases import Phase
-from services.common.evaluation.runner import EvaluationConfig
-from services.common.evaluation.selection import Choice, Ranked, Weights, select
+from bench.relevance.phases import Phase
+from bench.relevance.runner import EvaluationConfig
+from bench.relevance.selection import Choice, Ranked, Weights, select
 from tests.unit.test_eval_runner import row
 
 BEST: Weights = {"content": 0.25, "popular": 1.0}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.datasets import Rating
-from services.common.evaluation.split import between, holdout, time_split
+from bench.relevance.split import between, holdout, time_split
+from services.app.datasets import Rating
 
 
 def test_cut_offs_are_quantiles_of_the_events() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.model_store import (
+from services.app.model_store import (
     ModelFile,
     ModelStoreError,
     SourceWheel,

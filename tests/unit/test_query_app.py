@@ -8,7 +8,7 @@ import pytest
 from services.common.http import ApiError, create_http_app
 from services.common.settings import Settings
 from services.common.vectorindex import NumericRange
-from services.query.app import parse_filters, query_router
+from services.query.routes import parse_filters, query_router
 
 
 def test_get_filters_parse_into_an_item_filter() -> None:
@@ -31,7 +31,7 @@ def test_bad_filters_are_refused_naming_the_parameter(condition: str) -> None:
 
 def client(*, with_engine: bool) -> httpx.AsyncClient:
     app = create_http_app(
-        service="query", title="t", description="d", settings=Settings(), routers=[query_router()]
+        service="query", title="t", description="d", settings=Settings(), routers=[query_router]
     )
     if with_engine:
         app.state.query_engine = object()  # never reached: every request below is refused first
@@ -61,7 +61,7 @@ def engine_client() -> httpx.AsyncClient:
     from tests.unit.test_query_engine import FakeReader, engine
 
     app = create_http_app(
-        service="query", title="t", description="d", settings=Settings(), routers=[query_router()]
+        service="query", title="t", description="d", settings=Settings(), routers=[query_router]
     )
     app.state.query_engine = engine(
         FakeReader(

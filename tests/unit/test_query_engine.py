@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from schemas.query import Signal
+from services.common.userstore.read import Interaction, UserModel
 from services.common.vectorindex import Hit, ItemFilter, StoredItem, VectorLike
 from services.query.engine import QueryConfig, QueryEngine
-from services.usermodel.read import Interaction, UserModel
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
 TENANT = "acme"

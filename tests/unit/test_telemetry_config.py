@@ -21,8 +21,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
 
+from services.app.embedded import free_port
 from services.common import telemetry
-from services.common.embedded import free_port
 from services.common.http import create_http_app
 from services.common.kafka import make_broker
 from services.common.kafka_tracing import KafkaTracing

@@ -15,10 +15,9 @@ from schemas.deadletter import DeadLetterRecord
 from schemas.topics import DEAD_LETTER, EVENTS
 from services.common.kafka import make_broker
 from services.common.settings import Settings
-from services.usermodel.fold import FoldConfig
-from services.usermodel.keys import UserModelKeys
-from services.usermodel.read import UserModelReader
-from services.usermodel.service import events_router
+from services.common.userstore import DecayRates, UserModelKeys
+from services.common.userstore.read import UserModelReader
+from services.usermodel.subscriber import events_router
 
 SETTINGS = Settings(kafka_group_prefix="unit", redis_namespace="unit")
 SENT_AT = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -29,7 +28,7 @@ class Harness:
     def __init__(self, broker: KafkaBroker, redis: FakeAsyncRedis) -> None:
         self.broker = broker
         self.reader = UserModelReader(
-            redis, UserModelKeys("unit"), FoldConfig.from_settings(SETTINGS), clock=lambda: SENT_AT
+            redis, UserModelKeys("unit"), DecayRates.from_settings(SETTINGS), clock=lambda: SENT_AT
         )
         self.dead_letters: list[DeadLetterRecord] = []
 

@@ -5,9 +5,10 @@
 -- KEYS: 1 applied offsets (hash "user|partition id" -> offset), 2 trending (zset),
 --       3 meta (hash), 4 popular (zset), 5.. co-occurrence zsets, one per item named in
 --       ARGV[2].keys
--- ARGV[1]: config {lam: trending decay rate per ms, pop: popularity decay rate per ms
---          (0: never decays)}
--- ARGV[2]: {updates: [{u user, p, o, it, s, t, co}] sorted by (p, o), keys: {item: index}}
+-- ARGV[1]: config {trending_rate: trending decay rate per ms, popularity_rate: popularity
+--          decay rate per ms (0: never decays)}
+-- ARGV[2]: {updates: [{user, partition, offset, item_id, strength, time_ms, pairs}] sorted
+--          by (partition, offset), keys: {item: index of its co-occurrence key}}
 --
 -- Updates come from the users' outboxes, each user's in offset order; an update at or
 -- below the offset already applied for its user and partition changes nothing, so a
@@ -63,14 +64,14 @@ function Decayed:add(item, amount, t)
   self.pending[item] = (self.pending[item] or 0) + amount * math.exp(x)
 end
 
-local hot = decayed(trending, cfg.lam, 'trending_landmark_ms')
-local lasting = decayed(popular, cfg.pop, 'popular_landmark_ms')
+local hot = decayed(trending, cfg.trending_rate, 'trending_landmark_ms')
+local lasting = decayed(popular, cfg.popularity_rate, 'popular_landmark_ms')
 
 local done = {}  -- "user|partition" -> last offset applied, for the users in this call
 do
   local fields = {}
   for _, u in ipairs(input.updates) do
-    local field = u.u .. '|' .. u.p
+    local field = u.user .. '|' .. u.partition
     if done[field] == nil then
       done[field] = false
       fields[#fields + 1] = field
@@ -97,16 +98,16 @@ local function pair(key_index, other)
 end
 
 for _, u in ipairs(input.updates) do
-  local field = u.u .. '|' .. u.p
-  if u.o > done[field] then
-    done[field] = u.o
+  local field = u.user .. '|' .. u.partition
+  if u.offset > done[field] then
+    done[field] = u.offset
     changed[field] = true
-    hot:add(u.it, u.s, u.t)
-    lasting:add(u.it, u.s, u.t)
-    if type(u.co) == 'table' then
-      for _, other in ipairs(u.co) do
-        pair(input.keys[u.it], other)
-        pair(input.keys[other], u.it)
+    hot:add(u.item_id, u.strength, u.time_ms)
+    lasting:add(u.item_id, u.strength, u.time_ms)
+    if type(u.pairs) == 'table' then
+      for _, other in ipairs(u.pairs) do
+        pair(input.keys[u.item_id], other)
+        pair(input.keys[other], u.item_id)
       end
     end
     count = count + 1

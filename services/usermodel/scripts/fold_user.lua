@@ -4,13 +4,15 @@
 -- KEYS: 1 state (hash), 2 recent (zset item -> last time), 3 strength (hash item -> sum),
 --       4 tags (hash tag -> "affinity:time"), 5 events (hash name -> count),
 --       6 seen message ids (zset), 7 outbox (list of pending tenant updates)
--- ARGV[1]: config {rw rating weight, pm prior mean, pc prior count, rl recent limit,
---          hl tag half-life ms, dw dedupe window, cw co-occurrence window, direct: return
---          the updates without keeping an outbox (a replay into a fresh namespace, which is
---          thrown away if it fails, needs no crash recovery)}
--- ARGV[2]: events [{p partition id ("3", or "3.1" in epoch 1), o offset, id messageId, t time ms, e name, it item|false,
---          w weight|false, r rating|false, tg tags, tr traits|false}]
--- Returns the outbox: the tenant-level updates (trending, popularity, co-occurrence) not
+-- ARGV[1]: config {rating_weight, rating_prior_mean, rating_prior_count, recent_limit,
+--          tag_half_life_ms, dedupe_window, cooccurrence_window, direct: return the updates
+--          without keeping an outbox (a replay into a fresh namespace, which is thrown away
+--          if it fails, needs no crash recovery)}
+-- ARGV[2]: events [{partition (its id: "3", or "3.1" in epoch 1), offset, message_id,
+--          time_ms, event (name), item_id|false, weight|false, rating|false, tags,
+--          traits|false}]
+-- Returns the outbox: the tenant-level updates {partition, offset, item_id, strength,
+-- time_ms, pairs (the items it co-occurs with)} (trending, popularity, co-occurrence) not
 -- yet confirmed as applied, including ones left by an attempt that crashed.
 --
 -- An event at or below the partition offset this user has applied is a redelivery and
@@ -55,22 +57,23 @@ local function decayed_add(field, amount, t)
   end
   local value, at = entry[1], entry[2]
   if t >= at then
-    value = value * math.pow(2, -(t - at) / cfg.hl) + amount
+    value = value * math.pow(2, -(t - at) / cfg.tag_half_life_ms) + amount
     at = t
   else
-    value = value + amount * math.pow(2, -(at - t) / cfg.hl)
+    value = value + amount * math.pow(2, -(at - t) / cfg.tag_half_life_ms)
   end
   -- Rounded as it is stored, so the result does not depend on how events are batched.
   entry[1], entry[2] = tonumber(string.format('%.10g', value)), at
 end
 
 local function strength_of(ev)
-  if not ev.r then return ev.w end
+  if not ev.rating then return ev.weight end
   local sum, count = S.rating_sum or 0, S.rating_count or 0
-  local mean = cfg.pm
-  if count + cfg.pc > 0 then mean = (sum + cfg.pm * cfg.pc) / (count + cfg.pc) end
-  S.rating_sum, S.rating_count = sum + ev.r, count + 1
-  return (ev.r - mean) * cfg.rw
+  local mean = cfg.rating_prior_mean
+  local prior = cfg.rating_prior_count
+  if count + prior > 0 then mean = (sum + cfg.rating_prior_mean * prior) / (count + prior) end
+  S.rating_sum, S.rating_count = sum + ev.rating, count + 1
+  return (ev.rating - mean) * cfg.rating_weight
 end
 
 -- Strengths as stored (an absent item is 0), read at most once per call: every change to
@@ -88,7 +91,7 @@ end
 
 local function pairs_for(item)
   -- The user's latest positively engaged items, before this one, pair with it.
-  local latest = redis.call('ZREVRANGE', recent, 0, cfg.cw * 2)
+  local latest = redis.call('ZREVRANGE', recent, 0, cfg.cooccurrence_window * 2)
   if #latest == 0 then return {} end
   local unknown = {}
   for _, other in ipairs(latest) do
@@ -100,7 +103,7 @@ local function pairs_for(item)
   end
   local found = {}
   for _, other in ipairs(latest) do
-    if #found >= cfg.cw then break end
+    if #found >= cfg.cooccurrence_window then break end
     if other ~= item and strength_known[other] > 0 then found[#found + 1] = other end
   end
   return found
@@ -108,31 +111,34 @@ end
 
 local function apply(ev)
   S.events = (S.events or 0) + 1
-  if not S.first_ms or ev.t < S.first_ms then S.first_ms = ev.t end
-  if not S.last_ms or ev.t > S.last_ms then S.last_ms = ev.t end
-  event_counts[ev.e] = (event_counts[ev.e] or 0) + 1
-  if ev.tr then
+  if not S.first_ms or ev.time_ms < S.first_ms then S.first_ms = ev.time_ms end
+  if not S.last_ms or ev.time_ms > S.last_ms then S.last_ms = ev.time_ms end
+  event_counts[ev.event] = (event_counts[ev.event] or 0) + 1
+  if ev.traits then
     local traits = cjson.decode(redis.call('HGET', state, 'traits') or '{}')
-    for k, v in pairs(ev.tr) do traits[k] = v end
+    for k, v in pairs(ev.traits) do traits[k] = v end
     redis.call('HSET', state, 'traits', cjson.encode(traits))
   end
-  if not ev.it then return end
+  if not ev.item_id then return end
 
   local s = strength_of(ev)
   local pairs_with = {}
-  if s > 0 and cfg.cw > 0 then pairs_with = pairs_for(ev.it) end
-  recent_size = recent_size + redis.call('ZADD', recent, 'GT', ev.t, ev.it)
-  strength_add(ev.it, s)
-  for _, tag in ipairs(ev.tg) do decayed_add(tag, s, ev.t) end
+  if s > 0 and cfg.cooccurrence_window > 0 then pairs_with = pairs_for(ev.item_id) end
+  recent_size = recent_size + redis.call('ZADD', recent, 'GT', ev.time_ms, ev.item_id)
+  strength_add(ev.item_id, s)
+  for _, tag in ipairs(ev.tags) do decayed_add(tag, s, ev.time_ms) end
 
-  if recent_size > cfg.rl then
-    local dropped = redis.call('ZPOPMIN', recent, recent_size - cfg.rl)
+  if recent_size > cfg.recent_limit then
+    local dropped = redis.call('ZPOPMIN', recent, recent_size - cfg.recent_limit)
     for i = 1, #dropped, 2 do strength_drop(dropped[i]) end
-    recent_size = cfg.rl
+    recent_size = cfg.recent_limit
   end
 
   if s > 0 then
-    local update = cjson.encode({p = ev.p, o = ev.o, it = ev.it, s = s, t = ev.t, co = pairs_with})
+    local update = cjson.encode({
+      partition = ev.partition, offset = ev.offset, item_id = ev.item_id, strength = s,
+      time_ms = ev.time_ms, pairs = pairs_with,
+    })
     if cfg.direct then
       direct_updates[#direct_updates + 1] = update
     else
@@ -143,11 +149,11 @@ end
 
 local added_ids = 0
 for _, ev in ipairs(events) do
-  local applied_field = 'offset:' .. ev.p
-  if ev.o > (S[applied_field] or -1) then
-    S[applied_field] = ev.o
+  local applied_field = 'offset:' .. ev.partition
+  if ev.offset > (S[applied_field] or -1) then
+    S[applied_field] = ev.offset
     changed = true
-    if redis.call('ZADD', seen, 'NX', ev.t, ev.id) == 1 then
+    if redis.call('ZADD', seen, 'NX', ev.time_ms, ev.message_id) == 1 then
       added_ids = added_ids + 1
       apply(ev)
     end
@@ -177,7 +183,7 @@ for first = 1, #tag_fields, 1000 do  -- unpack() has a limit on how many values 
 end
 
 if added_ids > 0 then
-  local extra = redis.call('ZCARD', seen) - cfg.dw
+  local extra = redis.call('ZCARD', seen) - cfg.dedupe_window
   if extra > 0 then redis.call('ZREMRANGEBYRANK', seen, 0, extra - 1) end
 end
 

@@ -17,9 +17,10 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import SecretStr
 
 from schemas.topics import CONTENT, EVENTS
+from services.app.bootstrap import http_app
 from services.common.kafka import make_broker
 from services.common.settings import Settings
-from services.ingest import create_app
+from services.ingest import mount
 
 KEYS = {"acme": "k-acme", "globex": "k-globex"}
 
@@ -81,8 +82,7 @@ async def running_ingest(
     if setup is not None:
         setup(broker)
     async with TestKafkaBroker(broker) as test_broker:
-        app = create_app(settings)
-        app.state.broker = test_broker  # what the lifespan does with a real broker
+        app = http_app(settings, [mount(broker=test_broker)], "ingest")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
             ingest = Ingest(http, app)

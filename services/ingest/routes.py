@@ -1,0 +1,251 @@
+"""Ingest's HTTP entry: validate, fill the tenant, publish, answer once stored.
+
+The route handlers depend only on the shared ``BrokerDep``, ``TenantDep`` and
+``SettingsDep``, so any app whose state holds a connected broker can mount them
+(:func:`services.ingest.service.mount` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from faststream.kafka import KafkaBroker
+
+from schemas.api import Accepted, ContentBatchIn, ErrorDetail, ErrorResponse, EventBatchIn
+from schemas.common import utc_now
+from services.common.http import ERROR_RESPONSES, ApiError, SettingsDep, TenantDep
+from services.common.settings import Settings
+from services.ingest.compression import IngestRoute
+from services.ingest.messages import (
+    InvalidMessage,
+    Outgoing,
+    TenantMismatch,
+    content_messages,
+    event_messages,
+    tombstone_message,
+)
+from services.ingest.publish import MessageTooLarge, PublishFailed, publish_all
+from services.ingest.segment import (
+    SegmentAccepted,
+    SegmentBatch,
+    SegmentIdentifyIn,
+    SegmentPageIn,
+    SegmentRoute,
+    SegmentScreenIn,
+    SegmentTrackIn,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 2
+
+
+async def get_broker(request: Request) -> KafkaBroker:
+    broker: KafkaBroker | None = getattr(request.app.state, "broker", None)
+    if broker is None:
+        raise ApiError(503, "unavailable", "this service does not publish to Kafka")
+    return broker
+
+
+BrokerDep = Annotated[KafkaBroker, Depends(get_broker)]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the error shape for ``statuses``."""
+    extra = {415: "unsupported Content-Encoding (gzip is supported)"}
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        fallback = {"model": ErrorResponse, "description": extra.get(status, "error")}
+        responses[status] = dict(ERROR_RESPONSES.get(status, fallback))
+    if 503 in responses:
+        responses[503]["description"] = "the broker did not store every message; retry"
+        responses[503]["headers"] = {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        }
+    return responses
+
+
+_WRITE_ERRORS = _errors(400, 401, 403, 413, 415, 422, 503)
+
+
+@contextlib.contextmanager
+def _as_http_errors() -> Iterator[None]:
+    """Turn ingest's failures into Attune's HTTP errors."""
+    try:
+        yield
+    except InvalidMessage as error:
+        details = [
+            ErrorDetail(field=".".join(p for p in (error.where, *map(str, e["loc"])) if p),
+                        message=e["msg"])
+            for e in error.error.errors()
+        ]  # fmt: skip
+        raise ApiError(422, "validation_error", str(error), details=details) from None
+    except TenantMismatch as error:
+        detail = ErrorDetail(field=error.field, message=f"must be {error.tenant!r} or left out")
+        raise ApiError(403, "tenant_mismatch", str(error), details=[detail]) from None
+    except MessageTooLarge as error:
+        detail = ErrorDetail(field=error.message.field or None, message="over the broker's limit")
+        raise ApiError(413, "payload_too_large", str(error), details=[detail]) from None
+    except PublishFailed as error:
+        log.warning("answering 503: %s", error)
+        raise ApiError(
+            503,
+            "unavailable",
+            f"not stored, retry: {error}",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        ) from error
+
+
+async def _publish(broker: KafkaBroker, settings: Settings, messages: Sequence[Outgoing]) -> None:
+    with _as_http_errors():
+        await publish_all(broker, messages, timeout_s=settings.publish_timeout_s)
+
+
+native_router = APIRouter(route_class=IngestRoute)
+"""Attune's own ingest endpoints."""
+
+
+@native_router.post(
+    "/v1/events",
+    status_code=202,
+    summary="Publish a batch of behaviour events",
+    responses=_WRITE_ERRORS,
+)
+async def post_events(
+    body: EventBatchIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+) -> Accepted:
+    """Answers once the broker has stored every event (acks=all)."""
+    with _as_http_errors():
+        messages = event_messages(
+            body.events,
+            tenant,
+            from_key=bool(settings.api_keys),
+            received_at=utc_now(),
+            field="events",
+        )
+    await _publish(broker, settings, messages)
+    return Accepted(accepted=len(messages), ids=[m.id for m in messages])
+
+
+@native_router.post(
+    "/v1/content",
+    status_code=202,
+    summary="Publish a batch of content upserts",
+    responses=_WRITE_ERRORS,
+)
+async def post_content(
+    body: ContentBatchIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+) -> Accepted:
+    """Answers once the broker has stored every item (acks=all)."""
+    with _as_http_errors():
+        messages = content_messages(
+            body.items, tenant, from_key=bool(settings.api_keys), received_at=utc_now()
+        )
+    await _publish(broker, settings, messages)
+    return Accepted(accepted=len(messages), ids=[m.id for m in messages])
+
+
+@native_router.delete(
+    "/v1/content/{item_id:path}",
+    status_code=202,
+    summary="Publish a content tombstone",
+    responses=_WRITE_ERRORS,
+)
+async def delete_content(
+    item_id: Annotated[str, Path(min_length=1, max_length=256, pattern=r"\S")],
+    broker: BrokerDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    version: Annotated[
+        int | None,
+        Query(ge=0, description="The tombstone's version; default: now in microseconds."),
+    ] = None,
+) -> Accepted:
+    """Deletes the item unless a newer version of it exists."""
+    message = tombstone_message(item_id, tenant, received_at=utc_now(), version=version)
+    await _publish(broker, settings, [message])
+    return Accepted(accepted=1, ids=[message.id])
+
+
+segment_router = APIRouter(route_class=SegmentRoute, tags=["segment"])
+"""The Segment/RudderStack HTTP API (what their SDKs and webhooks post)."""
+_SEGMENT_OPTIONS: dict[str, Any] = {"status_code": 200, "responses": _WRITE_ERRORS}
+
+
+async def _accept(
+    body: SegmentBatch | SegmentTrackIn | SegmentPageIn | SegmentScreenIn | SegmentIdentifyIn,
+    broker: BrokerDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+) -> SegmentAccepted:
+    from_key, received_at = bool(settings.api_keys), utc_now()
+    with _as_http_errors():
+        if isinstance(body, SegmentBatch):
+            messages = event_messages(
+                body.batch,
+                tenant,
+                from_key=from_key,
+                received_at=received_at,
+                field="batch",
+                sent_at=body.sent_at,
+                context=body.context,
+            )
+        else:
+            messages = event_messages(
+                [body], tenant, from_key=from_key, received_at=received_at, field=None
+            )
+    await _publish(broker, settings, messages)
+    ignored = body.ignored if isinstance(body, SegmentBatch) else []
+    return SegmentAccepted(accepted=len(messages), ids=[m.id for m in messages], ignored=ignored)
+
+
+@segment_router.post("/v1/batch", summary="Segment/RudderStack batch", **_SEGMENT_OPTIONS)
+async def segment_batch(
+    body: SegmentBatch, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+) -> SegmentAccepted:
+    """What the Segment and RudderStack SDKs post: a batch of calls."""
+    return await _accept(body, broker, tenant, settings)
+
+
+@segment_router.post("/v1/track", summary="Segment track call", **_SEGMENT_OPTIONS)
+async def segment_track(
+    body: SegmentTrackIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+) -> SegmentAccepted:
+    return await _accept(body, broker, tenant, settings)
+
+
+@segment_router.post("/v1/page", summary="Segment page call", **_SEGMENT_OPTIONS)
+async def segment_page(
+    body: SegmentPageIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+) -> SegmentAccepted:
+    return await _accept(body, broker, tenant, settings)
+
+
+@segment_router.post("/v1/screen", summary="Segment screen call", **_SEGMENT_OPTIONS)
+async def segment_screen(
+    body: SegmentScreenIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+) -> SegmentAccepted:
+    return await _accept(body, broker, tenant, settings)
+
+
+@segment_router.post("/v1/identify", summary="Segment identify call", **_SEGMENT_OPTIONS)
+async def segment_identify(
+    body: SegmentIdentifyIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+) -> SegmentAccepted:
+    return await _accept(body, broker, tenant, settings)
+
+
+def ingest_router() -> APIRouter:
+    """Attune's ingest endpoints and the Segment/RudderStack ones; they need
+    ``app.state.broker`` (connected) and ``app.state.settings``."""
+    router = APIRouter(tags=["ingest"])
+    router.include_router(native_router)
+    router.include_router(segment_router)
+    return router
+
+
+__all__ = ["ingest_router", "native_router", "segment_router"]
