@@ -29,7 +29,7 @@ from services.common.embedding import Embedder
 from services.common.http import create_http_app
 from services.common.kafka import aiokafka_options, connected_producer, make_broker
 from services.common.mount import ServiceMount
-from services.common.offsets import LogStartProbe
+from services.common.offsets import LogProbe
 from services.common.redis import make_redis
 from services.common.settings import Settings
 from services.common.tracing import traced_embedder, traced_redis, traced_vector_index
@@ -66,14 +66,15 @@ class Dependencies:
     redis: Redis | None = None
     embedder: Embedder | None = None
     vector_index: VectorIndex | None = None
-    probes: list[LogStartProbe] = field(default_factory=list)
+    probes: list[LogProbe] = field(default_factory=list)
 
-    def log_start_probe(self) -> LogStartProbe | None:
-        """A probe for one consumer, where the broker may lose its log (the embedded
-        one); closed with the dependencies, after the broker has stopped."""
-        if not self.settings.kafka_log_may_reset:
-            return None
-        probe = LogStartProbe(aiokafka_options(self.settings))
+    def log_probe(self) -> LogProbe:
+        """A probe of the log for one consumer (gaps; resets where the broker may lose
+        its log, as the embedded one does); it connects on first use and is closed with
+        the dependencies, after the broker has stopped."""
+        probe = LogProbe(
+            aiokafka_options(self.settings), log_may_reset=self.settings.kafka_log_may_reset
+        )
         self.probes.append(probe)
         return probe
 
@@ -133,14 +134,12 @@ def mount(service: Service, deps: Dependencies) -> ServiceMount:
 
             return embedder.mount(
                 settings, broker=broker(), embedder=model(), index=index(),
-                probe=deps.log_start_probe(),
+                probe=deps.log_probe(),
             )  # fmt: skip
         case Service.usermodel:
             from services import usermodel
 
-            return usermodel.mount(
-                settings, broker=broker(), redis=redis(), probe=deps.log_start_probe()
-            )
+            return usermodel.mount(settings, broker=broker(), redis=redis(), probe=deps.log_probe())
         case Service.query:
             from services import query
 

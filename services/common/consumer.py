@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from aiokafka import ConsumerRebalanceListener
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaBroker as BrokerParam
@@ -43,7 +44,7 @@ from services.common.metrics import (
     observe_freshness,
 )
 from services.common.offsets import (
-    LogStartProbe,
+    LogProbe,
     PartitionTracker,
     SeekableConsumer,
     WatermarkStore,
@@ -108,7 +109,7 @@ class BatchConsumer(Generic[T, StoreT, R]):
         apply: Callable[[list[Envelope[T]], StoreT], Awaitable[R]],
         outages: tuple[type[BaseException], ...] = (),
         dependency: str | None = None,
-        probe: LogStartProbe | None = None,
+        probe: LogProbe | None = None,
     ) -> None:
         self.topic, self.group_id, self.settings = topic, group_id, settings
         self.adapter = adapter
@@ -155,8 +156,14 @@ class BatchConsumer(Generic[T, StoreT, R]):
         """A router holding this consumer's batch subscriber, ready for
         ``broker.include_router`` (before the broker starts)."""
         router = KafkaRouter()
+        resume = ResumeFromState(self)
+        subscriber = batch_subscriber(
+            router, self.topic, self.settings, self.group_id, description=description,
+            listener=resume,
+        )  # fmt: skip
+        resume.subscriber = subscriber
 
-        @batch_subscriber(router, self.topic, self.settings, self.group_id, description=description)
+        @subscriber
         async def on_batch(message: KafkaMessage, broker: BrokerParam) -> None:
             outcome = await self.handle(raw_records(message), broker, message.consumer)
             if on_outcome is not None:
@@ -165,11 +172,44 @@ class BatchConsumer(Generic[T, StoreT, R]):
         return router
 
 
+class ResumeFromState(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Where a consumer starts on the partitions it is given: where its store's state
+    ends (:meth:`PartitionTracker.resume`), not where the group committed. If the store
+    cannot be read then, batches still find any gap as they come."""
+
+    def __init__(self, owner: BatchConsumer[Any, Any, Any]) -> None:
+        self.owner = owner
+        self.subscriber: Any = None  # set once the subscriber exists; has .consumer once started
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        consumer = getattr(self.subscriber, "consumer", None)
+        partitions = sorted(tp.partition for tp in assigned if tp.topic == self.owner.topic)
+        if consumer is None or not partitions:
+            return
+        try:
+            store = await self.owner.watermarks()
+            await self.owner.tracker.resume(store, consumer, partitions)
+        except Exception as error:
+            log.warning(
+                "%s: the state's watermarks could not be read at assignment (%s); "
+                "batches will find any gap as they come", self.owner.topic, error,
+            )  # fmt: skip
+
+
 BatchHandler = Callable[..., Awaitable[None]]
 
 
 def batch_subscriber(
-    router: KafkaRouter, topic: str, settings: Settings, group_id: str, *, description: str
+    router: KafkaRouter,
+    topic: str,
+    settings: Settings,
+    group_id: str,
+    *,
+    description: str,
+    listener: ConsumerRebalanceListener | None = None,
 ) -> Callable[[BatchHandler], Any]:
     """How every Attune consumer subscribes: batches of raw records, in a consumer group,
     committed only after the batch is stored (an error nacks it: it is redelivered)."""
@@ -186,6 +226,7 @@ def batch_subscriber(
         heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
         title=f"{group_id}: {topic}",
         description=description,
+        listener=listener,
     )
 
 

@@ -19,7 +19,6 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from schemas.topics import ALL_TOPICS, TopicSpec
 from services.common import telemetry
-from services.common.offsets import LogStartProbe
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,11 +80,6 @@ def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
             **options,  # a caller's own logger (e.g. None: silent) wins
         },
     )
-
-
-def log_start_probe(settings: Settings) -> LogStartProbe | None:
-    """Where the broker may lose its log (the embedded one), a probe for reset partitions."""
-    return LogStartProbe(aiokafka_options(settings)) if settings.kafka_log_may_reset else None
 
 
 async def check_broker(broker: KafkaBroker) -> None:
@@ -186,7 +180,6 @@ __all__ = [
     "connected_producer",
     "ensure_topics",
     "kafka_security",
-    "log_start_probe",
     "make_broker",
     "try_connect",
 ]

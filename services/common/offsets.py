@@ -7,10 +7,15 @@ consumer does not have to trust its consumer group's committed offsets:
 
 - records at or below the watermark are already applied: skipped (a redelivery);
 - a batch that starts past ``watermark + 1`` has a gap (the state is behind the group,
-  e.g. right after a replay's switch-over, or after Redis lost its last second): the
-  consumer seeks back to ``watermark + 1`` and fetches again; if the log itself has
-  no records there (compaction, retention), the next batch starts past it again and
-  the gap is accepted;
+  e.g. right after a replay's switch-over, or after Redis lost its last second). The
+  broker is asked, on a connection of its own, for the first record the log holds at or
+  after ``watermark + 1``: if that is the batch's first record, the log itself has no
+  records there (compaction, retention) and the gap is accepted; otherwise the consumer
+  seeks back to ``watermark + 1`` and fetches again. Asking the log, rather than
+  remembering an earlier seek, gives the same answer however often the same batch is
+  planned (a retry after an outage) and wherever the consumer's position was moved
+  since (a nack rewinds it to the batch's first record, a rebalance to the committed
+  offset);
 - where the log may be lost (the embedded, memory-only broker; never Apache Kafka), a
   partition was reset when its first record is not the one it was (its timestamp,
   asked of the broker before each batch), or its high watermark is not above the
@@ -75,7 +80,6 @@ class BatchPlan:
     seek: dict[int, int] = field(default_factory=dict)  # partition -> offset to fetch from
     marks: dict[int, Watermark] = field(default_factory=dict)  # to store once applied
     resets: list[int] = field(default_factory=list)  # partitions that started a new epoch
-    gap_starts: dict[int, int] = field(default_factory=dict)  # where the gapped batch began
 
 
 def _was_reset(mark: Watermark, high: int | None, log_start: int | None) -> bool:
@@ -89,20 +93,20 @@ def plan_batch(
     marks: Mapping[int, Watermark],
     *,
     highwater: Callable[[int], int | None] = lambda partition: None,
-    sought: Mapping[int, tuple[int, int]] | None = None,
+    first_held: Mapping[int, int | None] | None = None,
     log_starts: Mapping[int, int | None] | None = None,
 ) -> BatchPlan:
     """Decide, per partition, what of ``records`` to apply, skip or fetch again.
 
     ``marks``: the store's watermarks; ``highwater``: the partition's high watermark
-    from the last fetch (None if unknown); ``sought``: per partition, where this
-    consumer last sought to close a gap and the offset the batch had started at (the
-    same gap met again right after is in the log itself);
+    from the last fetch (None if unknown); ``first_held``: per gapped partition, the
+    first offset the log holds at or after ``watermark + 1`` (None: unknown), asked of
+    the broker: the gap is accepted only when that is the batch's first record;
     ``log_starts``: the timestamp of each partition's first record, asked of the broker
     where it may lose its log (a real Kafka cluster never reuses offsets): when given,
     reset partitions are looked for.
     """
-    sought = sought or {}
+    first_held = first_held or {}
     plan = BatchPlan()
     by_partition: dict[int, list[R]] = {}
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
@@ -118,9 +122,8 @@ def plan_batch(
             elif mark.log_start_ms is None:
                 mark = Watermark(mark.epoch, mark.offset, log_start)
         first = items[0].offset
-        if first > mark.offset + 1 and sought.get(partition) != (mark.offset + 1, first):
+        if first > mark.offset + 1 and first_held.get(partition) != first:
             plan.seek[partition] = mark.offset + 1
-            plan.gap_starts[partition] = first
             continue
         fresh = [r for r in items if r.offset > mark.offset]
         plan.skipped += len(items) - len(fresh)
@@ -143,29 +146,56 @@ class SeekableConsumer(Protocol):
     def seek(self, partition: Any, offset: int) -> None: ...
 
 
-class LogStartProbe:
-    """Asks the broker for each partition's first record's timestamp, on a connection of
-    its own (on the consumer's, the request would wait behind its pending fetch). It
-    connects on first use, and again after ``close``; whoever made it closes it, after
-    the consumer using it has stopped."""
+class LogProbe:
+    """Asks the broker about a partition's log on a connection of its own (on the
+    consumer's, a request would wait behind its pending fetch): the first record's
+    timestamp (where the broker may lose its log) and the first offset held at or after
+    a given one (to tell a gap in the log from one in the state). It connects on first
+    use, and again after ``close``; whoever made it closes it, after the consumer using
+    it has stopped."""
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
+    FETCH_TIMEOUT_MS = 5_000
+
+    def __init__(self, options: Mapping[str, Any], *, log_may_reset: bool = False) -> None:
         self.options = dict(options)
+        self.log_may_reset = log_may_reset
         self._client: Any = None
 
-    async def log_starts(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+    async def _connected(self) -> Any:
+        from aiokafka import AIOKafkaConsumer
 
         if self._client is None:
-            client = AIOKafkaConsumer(**self.options, group_id=None)
+            client = AIOKafkaConsumer(
+                **self.options, group_id=None, enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )  # fmt: skip
             try:
                 await client.start()
             except BaseException:
                 await client.stop()  # a failed start leaves connections open
                 raise
             self._client = client
+        return self._client
+
+    async def first_offset_from(self, topic: str, partition: int, offset: int) -> int | None:
+        """The offset of the first record the log holds at or after ``offset`` (a
+        compacted or expired stretch is skipped); None if none came in time."""
+        from aiokafka import TopicPartition
+
+        client = await self._connected()
+        tp = TopicPartition(topic, partition)
+        client.assign([tp])
+        client.seek(tp, offset)
+        found = await client.getmany(tp, timeout_ms=self.FETCH_TIMEOUT_MS, max_records=1)
+        records = found.get(tp, [])
+        return records[0].offset if records else None
+
+    async def log_starts(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
+        from aiokafka import TopicPartition
+
+        client = await self._connected()
         wanted = {TopicPartition(topic, p): 0 for p in partitions}
-        found = await self._client.offsets_for_times(wanted)
+        found = await client.offsets_for_times(wanted)
         # An empty partition has no first record (some brokers answer a timestamp of -1).
         return {
             tp.partition: at.timestamp if at is not None and at.timestamp >= 0 else None
@@ -180,13 +210,13 @@ class LogStartProbe:
 
 class PartitionTracker:
     """One per consumer process and topic: plans each batch against the store's
-    watermarks and seeks the consumer back over gaps."""
+    watermarks, asks the log about gaps, and seeks the consumer back over them."""
 
-    def __init__(self, topic: str, *, probe: LogStartProbe | None = None) -> None:
-        """``probe``: only where the broker may lose its log (then resets are looked for)."""
+    def __init__(self, topic: str, *, probe: LogProbe | None = None) -> None:
+        """``probe``: how the log is asked about gaps (without one, a gap is always
+        fetched again, never accepted) and, where it may be lost, about resets."""
         self.topic = topic
         self.probe = probe
-        self._sought: dict[int, tuple[int, int]] = {}
 
     async def plan(
         self, records: Sequence[R], store: WatermarkStore, consumer: SeekableConsumer | None
@@ -201,12 +231,24 @@ class PartitionTracker:
             return value if isinstance(value, int) else None
 
         log_starts = None
-        if self.probe is not None:
+        if self.probe is not None and self.probe.log_may_reset:
             partitions = sorted({r.partition for r in records})
             log_starts = await self.probe.log_starts(self.topic, partitions)
-        plan = plan_batch(
-            records, marks, highwater=high, sought=self._sought, log_starts=log_starts
-        )
+        plan = plan_batch(records, marks, highwater=high, log_starts=log_starts)
+        if plan.seek and self.probe is not None:
+            first_held = {
+                partition: await self.probe.first_offset_from(self.topic, partition, offset)
+                for partition, offset in plan.seek.items()
+            }
+            plan = plan_batch(
+                records, marks, highwater=high, first_held=first_held, log_starts=log_starts
+            )
+            for partition, held in first_held.items():
+                if partition not in plan.seek:
+                    log.info(
+                        "%s[%d]: the log holds nothing more before %s; going on from there",
+                        self.topic, partition, held,
+                    )  # fmt: skip
         for partition in plan.resets:
             log.warning(
                 "%s[%d] was reset (the broker lost its log): epoch %d starts",
@@ -216,15 +258,35 @@ class PartitionTracker:
             log.info("%s[%d]: state is at %d, fetching from there", self.topic, partition, offset)
             if consumer is not None:
                 consumer.seek(TopicPartition(self.topic, partition), offset)
-            self._sought[partition] = (offset, plan.gap_starts[partition])
-        for partition in plan.marks:
-            self._sought.pop(partition, None)
         return plan
+
+    async def resume(
+        self, store: WatermarkStore, consumer: Any, partitions: Sequence[int]
+    ) -> dict[int, int | None]:
+        """On assignment: start each partition where the store's state ends, whatever
+        the group committed. A partition the state lost is fetched again even when no
+        new record arrives on it (gap detection needs a batch to notice). Returns where
+        each partition starts (None: at the log's beginning)."""
+        from aiokafka import TopicPartition
+
+        marks = await store.load_watermarks()
+        starts: dict[int, int | None] = {}
+        for partition in partitions:
+            tp = TopicPartition(self.topic, partition)
+            mark = marks.get(partition)
+            if mark is None or mark.offset < 0:
+                await consumer.seek_to_beginning(tp)
+                starts[partition] = None
+            else:
+                consumer.seek(tp, mark.offset + 1)
+                starts[partition] = mark.offset + 1
+        log.info("%s: resuming from the state's watermarks: %s", self.topic, starts)
+        return starts
 
 
 __all__ = [
     "BatchPlan",
-    "LogStartProbe",
+    "LogProbe",
     "PartitionTracker",
     "SeekableConsumer",
     "Watermark",

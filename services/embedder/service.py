@@ -10,7 +10,7 @@ from faststream.kafka import KafkaBroker
 
 from services.common.kafka import check_broker
 from services.common.mount import ServiceMount
-from services.common.offsets import LogStartProbe
+from services.common.offsets import LogProbe
 from services.common.settings import Settings
 from services.common.vectorindex import VectorIndex
 from services.embedder.apply import DocumentEmbedder
@@ -23,7 +23,7 @@ def mount(
     broker: KafkaBroker,
     embedder: DocumentEmbedder,
     index: VectorIndex,
-    probe: LogStartProbe | None = None,
+    probe: LogProbe | None = None,
 ) -> ServiceMount:
     return ServiceMount(
         name="embedder",

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from schemas.content import ContentMessage, ContentTombstone, ContentUpsert
 from schemas.topics import CONTENT
 from services.common.consumer import BatchConsumer, BatchOutcome
-from services.common.offsets import LogStartProbe
+from services.common.offsets import LogProbe
 from services.common.records import Envelope
 from services.common.settings import Settings
 from services.common.vectorindex import VectorIndex
@@ -51,7 +51,7 @@ def content_consumer(
     embedder: DocumentEmbedder,
     index: VectorIndex,
     *,
-    probe: LogStartProbe | None = None,
+    probe: LogProbe | None = None,
 ) -> ContentConsumer:
     """The content consumer, writing with this embedder into this index (ready). Its
     writes wait out an index outage; the batch's embeddings are not computed again."""
@@ -92,7 +92,7 @@ def content_router(
     embedder: DocumentEmbedder,
     index: VectorIndex,
     *,
-    probe: LogStartProbe | None = None,
+    probe: LogProbe | None = None,
 ) -> KafkaRouter:
     """The content-topic subscriber; include it into a broker before the broker starts."""
     consumer = content_consumer(settings, embedder, index, probe=probe)

@@ -11,13 +11,13 @@ from redis.asyncio import Redis
 
 from services.common.kafka import check_broker
 from services.common.mount import ServiceMount
-from services.common.offsets import LogStartProbe
+from services.common.offsets import LogProbe
 from services.common.settings import Settings
 from services.usermodel.subscriber import events_router
 
 
 def mount(
-    settings: Settings, *, broker: KafkaBroker, redis: Redis, probe: LogStartProbe | None = None
+    settings: Settings, *, broker: KafkaBroker, redis: Redis, probe: LogProbe | None = None
 ) -> ServiceMount:
     return ServiceMount(
         name="usermodel",

@@ -14,7 +14,7 @@ from schemas.events import BehaviourEvent
 from schemas.topics import EVENTS
 from services.common import telemetry
 from services.common.consumer import BatchConsumer, BatchOutcome
-from services.common.offsets import LogStartProbe
+from services.common.offsets import LogProbe
 from services.common.records import Envelope
 from services.common.redis import REDIS_OUTAGE_ERRORS
 from services.common.settings import Settings
@@ -41,7 +41,7 @@ def consumer_group(settings: Settings) -> str:
 
 
 def events_consumer(
-    settings: Settings, redis: Redis, *, probe: LogStartProbe | None = None
+    settings: Settings, redis: Redis, *, probe: LogProbe | None = None
 ) -> EventsConsumer:
     folder = UserModelFolder(redis, FoldConfig.from_settings(settings))
     namespaces = Namespaces(redis, settings.redis_namespace)
@@ -75,7 +75,7 @@ def count_folded(outcome: BatchOutcome[BehaviourEvent, FoldStats]) -> None:
 
 
 def events_router(
-    settings: Settings, redis: Redis, *, probe: LogStartProbe | None = None
+    settings: Settings, redis: Redis, *, probe: LogProbe | None = None
 ) -> KafkaRouter:
     """The events subscriber; include it into a broker before the broker starts."""
     return events_consumer(settings, redis, probe=probe).router(

@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from schemas.events import BehaviourEvent
 from schemas.topics import DEAD_LETTER, EVENTS
 from services.app.embedded import EmbeddedStack, free_port
 from services.common.digest import Digest
-from services.common.offsets import Watermark
+from services.common.kafka import aiokafka_options, make_broker
+from services.common.offsets import LogProbe, Watermark
 from services.common.records import Envelope
 from services.common.replay import read_topic
 from services.common.settings import Settings
@@ -35,6 +37,7 @@ from services.common.userstore.keys import UserModelKeys
 from services.common.userstore.namespace import Namespaces, RedisWatermarks
 from services.usermodel.fold import FoldConfig, UserModelFolder
 from services.usermodel.replay import rebuild_namespace
+from services.usermodel.subscriber import events_consumer
 from tests import polling
 
 pytestmark = pytest.mark.integration
@@ -217,3 +220,39 @@ def attune_process(
         finally:
             process.kill()
             process.wait()
+
+
+@dataclass
+class Applies:
+    failed: int = 0
+
+
+@asynccontextmanager
+async def usermodel_consumer(
+    settings: Settings, redis: Redis, *, fail_first_apply: Sequence[BaseException] = ()
+) -> AsyncIterator[Applies]:
+    """The usermodel consumer in this process, on a real broker and Redis, as `attune
+    run usermodel` builds it; its first applies raise what ``fail_first_apply`` yields
+    (after the batch is planned), then it folds as usual."""
+    applies = Applies()
+    failures = iter(fail_first_apply)
+    probe = LogProbe(aiokafka_options(settings), log_may_reset=True)
+    consumer = events_consumer(settings, redis, probe=probe)
+    fold = consumer.apply
+
+    async def apply_or_fail(events: Any, store: Any) -> Any:
+        error = next(failures, None)
+        if error is not None:
+            applies.failed += 1
+            raise error
+        return await fold(events, store)
+
+    consumer.apply = apply_or_fail
+    broker = make_broker(settings, logger=None)
+    broker.include_router(consumer.router(description="fault test"))
+    await broker.start()
+    try:
+        yield applies
+    finally:
+        await broker.stop()
+        await probe.close()

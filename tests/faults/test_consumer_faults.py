@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.topics import CONTENT, EVENTS
 from services.app import datasets
@@ -30,6 +31,7 @@ from tests.faults.conftest import (
     raw_producer,
     read_dead_letters,
     synthetic_events,
+    usermodel_consumer,
 )
 
 pytestmark = pytest.mark.integration
@@ -189,4 +191,39 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_consumers_go_on(
     assert too_large.value.startswith(b'{"pad": "xxx')  # the start of the original bytes
     violation = next(letter for letter in letters if letter.reason == "schema_violation")
     assert "userId or anonymousId" in violation.error or "timestamp" in violation.error
+    await assert_same_as_a_clean_run(redis, settings)
+
+
+async def test_state_lost_then_an_outage_right_after_the_plan_loses_nothing(
+    settings: Settings, redis: Redis
+) -> None:
+    """Redis comes back empty (its state is behind the group's committed offsets), and
+    the first store call after the gapped batch is planned fails once: the batch is
+    planned again, and the records in the gap must still be fetched, not skipped."""
+    await datasets.produce(settings, synthetic_events(6_000, seed=14))
+    async with usermodel_consumer(settings, redis):
+        await eventually(lambda: caught_up(redis, settings), "the consumer folds")
+    await redis.flushall()
+    await datasets.produce(settings, synthetic_events(2_000, seed=15))
+
+    failures = [RedisConnectionError("injected: Redis went away after the plan")]
+
+    async with usermodel_consumer(settings, redis, fail_first_apply=failures) as applies:
+        await eventually(lambda: caught_up(redis, settings), "the consumer folds everything")
+        assert applies.failed == 1
+    await assert_same_as_a_clean_run(redis, settings)
+
+
+async def test_state_lost_after_the_whole_topic_was_folded_is_folded_again(
+    settings: Settings, redis: Redis
+) -> None:
+    """Every partition folded and committed to its end, then Redis comes back empty: no
+    new record will arrive to reveal the gap, so a restarted consumer must start where
+    the state ends (nowhere), not where the group committed (the end)."""
+    await datasets.produce(settings, synthetic_events(3_000, seed=16))
+    async with usermodel_consumer(settings, redis):
+        await eventually(lambda: caught_up(redis, settings), "the consumer folds")
+    await redis.flushall()
+    async with usermodel_consumer(settings, redis):
+        await eventually(lambda: caught_up(redis, settings), "the consumer folds it all again")
     await assert_same_as_a_clean_run(redis, settings)

@@ -3,6 +3,7 @@ new epoch."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -10,7 +11,13 @@ from typing import Any
 import aiokafka
 import pytest
 
-from services.common.offsets import LogStartProbe, Watermark, partition_id, plan_batch
+from services.common.offsets import (
+    LogProbe,
+    PartitionTracker,
+    Watermark,
+    partition_id,
+    plan_batch,
+)
 
 
 @dataclass(frozen=True)
@@ -50,11 +57,20 @@ def test_a_gap_is_fetched_again_and_only_that_partition_waits() -> None:
     assert plan.marks == {1: Watermark(0, 5)}
 
 
-def test_a_gap_met_again_after_seeking_is_in_the_log_and_accepted() -> None:
-    plan = plan_batch(recs(0, 10, 11), {0: Watermark(0, 4)}, sought={0: (5, 10)})
+def test_a_gap_the_log_itself_has_is_accepted() -> None:
+    """The log holds nothing from 5 to 9 (compaction, retention): the batch goes on."""
+    plan = plan_batch(recs(0, 10, 11), {0: Watermark(0, 4)}, first_held={0: 10})
     assert plan.seek == {}
     assert plan.apply == recs(0, 10, 11)
     assert plan.marks == {0: Watermark(0, 11)}
+
+
+def test_a_gap_is_fetched_again_while_the_log_holds_records_in_it() -> None:
+    for held in (5, 7, None):  # None: the log could not be asked
+        plan = plan_batch(recs(0, 12), {0: Watermark(0, 4)}, first_held={0: held})
+        assert plan.seek == {0: 5}
+        assert plan.apply == []
+        assert plan.marks == {}
 
 
 def test_a_partition_whose_end_is_not_past_the_watermark_was_reset() -> None:
@@ -77,9 +93,7 @@ def test_a_log_that_starts_with_another_record_is_a_new_log() -> None:
     assert reset.apply == []
 
     assert reset.marks == {0: Watermark(1, -1, 2_000)}  # stored before anything applies
-    after_seek = plan_batch(
-        recs(0, 0, 1), {0: Watermark(1, -1, 2_000)}, log_starts={0: 2_000}, sought={0: (0, 501)}
-    )
+    after_seek = plan_batch(recs(0, 0, 1), {0: Watermark(1, -1, 2_000)}, log_starts={0: 2_000})
     assert after_seek.apply == recs(0, 0, 1)
     assert after_seek.marks == {0: Watermark(1, 1, 2_000)}
 
@@ -101,10 +115,58 @@ def test_a_normal_high_watermark_is_no_reset() -> None:
     assert plan.marks == {0: Watermark(0, 5)}
 
 
-def test_a_gap_is_only_accepted_when_met_again_at_the_same_place() -> None:
-    elsewhere = plan_batch(recs(0, 12), {0: Watermark(0, 4)}, sought={0: (5, 10)})
-    assert elsewhere.seek == {0: 5}
-    assert elsewhere.gap_starts == {0: 12}
+class MemoryStore:
+    def __init__(self, marks: dict[int, Watermark]) -> None:
+        self.marks = marks
+
+    async def load_watermarks(self) -> dict[int, Watermark]:
+        return dict(self.marks)
+
+    async def save_watermarks(self, marks: Mapping[int, Watermark]) -> None:
+        self.marks.update(marks)
+
+
+class LogHolding(LogProbe):
+    """A log probe over a log that holds records from ``first`` on."""
+
+    def __init__(self, first: int) -> None:
+        super().__init__({})
+        self.first = first
+
+    async def first_offset_from(self, topic: str, partition: int, offset: int) -> int | None:
+        return max(offset, self.first)
+
+
+class Seeks:
+    def __init__(self) -> None:
+        self.to: list[int] = []
+
+    def seek(self, partition: Any, offset: int) -> None:
+        self.to.append(offset)
+
+
+async def test_the_same_gapped_batch_planned_twice_is_fetched_again_both_times() -> None:
+    """A batch retried after a Redis outage is planned again with the same records: the
+    gap is still not accepted, so the records in it are not skipped for good."""
+    tracker = PartitionTracker("attune.events", probe=LogHolding(first=0))
+    store, consumer = MemoryStore({0: Watermark(0, 4)}), Seeks()
+    for _ in range(2):
+        plan = await tracker.plan(recs(0, 10, 11), store, consumer)
+        assert (plan.seek, plan.apply, plan.marks) == ({0: 5}, [], {})
+    assert consumer.to == [5, 5]
+
+
+async def test_a_gap_the_log_has_is_accepted_however_often_it_is_planned() -> None:
+    tracker = PartitionTracker("attune.events", probe=LogHolding(first=10))
+    for _ in range(2):
+        plan = await tracker.plan(recs(0, 10, 11), MemoryStore({0: Watermark(0, 4)}), Seeks())
+        assert (plan.seek, plan.apply) == ({}, recs(0, 10, 11))
+
+
+async def test_without_a_probe_a_gap_is_never_accepted() -> None:
+    tracker = PartitionTracker("attune.events")
+    plan = await tracker.plan(recs(0, 10), MemoryStore({0: Watermark(0, 4)}), Seeks())
+    assert (plan.seek, plan.apply) == ({0: 5}, [])
 
 
 def test_records_are_applied_in_partition_and_offset_order() -> None:
@@ -145,7 +207,7 @@ async def test_a_log_start_probe_that_failed_to_start_tries_again(
 ) -> None:
     monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", FlakyConsumer)
     monkeypatch.setattr(FlakyConsumer, "starts", 0)
-    probe = LogStartProbe({})
+    probe = LogProbe({})
     with pytest.raises(ConnectionError):
         await probe.log_starts("attune.events", [0])
     assert await probe.log_starts("attune.events", [0, 1]) == {0: 1_000, 1: 1_000}
