@@ -309,3 +309,70 @@ async def test_switching_the_alias_moves_readers_to_the_new_collection(
         await admin.drop("items-r2")
     await admin.drop(old)
     assert await admin.active() == "items-r2"
+
+
+@pytest.mark.parametrize("item_first", [True, False], ids=["item-first", "meta-first"])
+async def test_an_item_cannot_take_the_id_of_a_meta_record(
+    index: VectorIndex, item_first: bool
+) -> None:
+    """Tenant ``meta`` and item ``watermarks/attune.content`` once named the same point as
+    the embedder's watermarks: the embedder then failed every batch, or the item was lost."""
+    clash = item("watermarks/attune.content", 1, EAST, tenant="meta")
+    watermarks = {"0": {"epoch": 0, "offset": 3}}
+    if item_first:
+        await index.apply([clash])
+        await index.write_meta("watermarks/attune.content", watermarks)
+    else:
+        await index.write_meta("watermarks/attune.content", watermarks)
+        await index.apply([clash])
+
+    assert await index.read_meta("watermarks/attune.content") == watermarks
+    [stored] = await index.retrieve("meta", ["watermarks/attune.content"])
+    assert (stored.tenant, stored.version) == ("meta", 1)
+    assert await index.count("meta") == 1
+
+
+async def test_watermarks_kept_where_older_versions_wrote_them_are_still_read(
+    tmp_path: Path,
+) -> None:
+    from qdrant_edge import Point, UpdateOperation
+
+    from services.common.vectorindex.base import legacy_meta_point_id, meta_payload
+
+    index = EdgeVectorIndex(tmp_path / "shard", DIM)
+    await index.ensure_ready()
+    old = Point(
+        legacy_meta_point_id("watermarks/t"), [0.0] * DIM, meta_payload("watermarks/t", {"0": 1})
+    )
+    (await index._current()).update(UpdateOperation.upsert_points([old]))
+
+    assert await index.read_meta("watermarks/t") == {"0": 1}
+    await index.write_meta("watermarks/t", {"0": 2})
+    assert await index.read_meta("watermarks/t") == {"0": 2}
+    await index.close()
+
+
+async def test_scores_stay_right_while_a_small_memo_rolls_over(tmp_path: Path) -> None:
+    """Edge keeps vectors in a memo; a request that finds some there and reads the rest
+    may make it start again: every score must still be its own item's."""
+    import random
+
+    from services.common.vectorindex.cache import ItemCache
+
+    rng = random.Random(3)
+    index = EdgeVectorIndex(tmp_path / "shard", DIM)
+    await index.ensure_ready()
+    index.items = ItemCache(DIM, capacity=5)
+    vectors = {f"i{n}": [rng.uniform(-1, 1) for _ in range(DIM)] for n in range(20)}
+    await index.apply([item(i, 1, v) for i, v in vectors.items()])
+    query = [0.3, -0.2, 0.9, 0.1]
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        dot = sum(x * y for x, y in zip(a, b, strict=True))
+        return dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
+
+    for _ in range(60):
+        ids = rng.sample(sorted(vectors), 4)
+        scores = await index.score(query, ItemFilter(tenant="acme"), ids)
+        assert scores == {i: pytest.approx(cosine(query, vectors[i]), abs=1e-5) for i in ids}
+    await index.close()

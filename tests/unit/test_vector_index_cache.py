@@ -62,3 +62,37 @@ def test_past_its_capacity_the_memo_starts_again() -> None:
     assert cache.get(0) is None
     assert kept[9].row == 0
     assert cache.matrix[0].tolist() == [0.0, 9.0]
+
+
+def test_a_rollover_never_rewrites_a_vector_handed_out_before_it() -> None:
+    cache = ItemCache(dimension=2, capacity=4)
+    first = cache.fill({n: entry(f"i{n}", [1.0, float(n)]) for n in range(3)}, cache.epoch)
+
+    # Within the same request: the memo is full, starts again, and fills new rows.
+    later = cache.fill({n: entry(f"i{n}", [float(n), -1.0]) for n in range(10, 13)}, cache.epoch)
+
+    assert [first[n].vector.tolist() for n in range(3)] == [[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]]  # type: ignore[union-attr]
+    mixed = [first[2], later[11], first[0], later[12]]
+    gathered = cache.gather(mixed)
+    assert gathered is not None
+    assert gathered.tolist() == [[1.0, 2.0], [11.0, -1.0], [1.0, 0.0], [12.0, -1.0]]
+
+
+def test_churn_through_a_small_memo_always_gives_each_items_own_vector() -> None:
+    rng = np.random.default_rng(7)
+    truth = {n: rng.normal(size=4).astype(np.float32) for n in range(50)}
+    cache = ItemCache(dimension=4, capacity=16)
+    for _ in range(200):
+        points = [int(p) for p in rng.choice(50, size=6, replace=False)]
+        known = {p: cache.get(p) for p in points}
+        missing = {
+            p: Cached(entry(f"i{p}").item, truth[p]) for p, hit in known.items() if hit is None
+        }
+        if rng.random() < 0.2:
+            cache.begin_write(points[:1])
+            cache.end_write(points[:1])
+        kept = cache.fill(missing, cache.epoch)
+        entries = [known[p] or kept[p] for p in points]
+        gathered = cache.gather(entries)  # type: ignore[arg-type]
+        assert gathered is not None
+        np.testing.assert_array_equal(gathered, np.stack([truth[p] for p in points]))

@@ -155,9 +155,28 @@ def stored_item(payload: Mapping[str, Any] | None, vector: Any = None) -> Stored
     )
 
 
+META_ID_NAMESPACE = uuid.UUID("3b0f5a9e-8c4d-4e57-a2d1-5c6e9f0b7d24")
+
+
 def meta_point_id(key: str) -> str:
-    """A record of the index's own (e.g. the consumer's watermarks), not an item."""
+    """A record of the index's own (e.g. the consumer's watermarks), not an item: ids in
+    a UUID namespace of their own, so that no (tenant, item_id) can take one."""
+    return str(uuid.uuid5(META_ID_NAMESPACE, key))
+
+
+def legacy_meta_point_id(key: str) -> str:
+    """Where meta records were kept before they had ids of their own; the same id as the
+    item ``meta``/``key``. Read (never written) so that older collections keep their
+    watermarks; a payload found there counts only if it is a meta record."""
     return str(uuid.uuid5(ID_NAMESPACE, f"meta/{key}"))
+
+
+def meta_value(payloads: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """The value of the first of ``payloads`` that is a meta record."""
+    for payload in payloads:
+        if payload and payload.get(STATE) == META and isinstance(payload.get(META_VALUE), dict):
+            return dict(payload[META_VALUE])
+    return None
 
 
 def meta_payload(key: str, value: Mapping[str, Any]) -> dict[str, Any]:

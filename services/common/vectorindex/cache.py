@@ -27,16 +27,22 @@ class Cached:
     item: StoredItem  # without its vector
     vector: Vector | None = None  # as stored (unit length for cosine), when it was read
     row: int = -1  # its row in :attr:`ItemCache.matrix`, when memoized
+    generation: int = -1  # which matrix the row is of (see :attr:`ItemCache.generation`)
 
 
 class ItemCache:
     """Live items by point id (``UUID.int``: an int hashes in C), their vectors rows of
     one matrix (rating candidates is then one gather and one product). Bounded: past
-    ``capacity`` entries it starts again empty (a cold memo only costs reads)."""
+    ``capacity`` entries or rows it starts again empty (a cold memo only costs reads),
+    with a new matrix: a row is never written twice, so an entry handed out earlier
+    (even within the same request) keeps its vector. Rows of forgotten entries are not
+    reused; they are given back when the memo starts again."""
 
     def __init__(self, dimension: int, capacity: int = 100_000) -> None:
         self.capacity = capacity
+        self.dimension = dimension
         self.matrix: Vector = np.zeros((0, dimension), dtype=np.float32)
+        self.generation = 0  # bumped whenever :attr:`matrix` is replaced
         self._rows_used = 0
         self._entries: dict[int, Cached] = {}
         self._epoch = 0
@@ -69,7 +75,7 @@ class ItemCache:
                 row = self._rows_used
                 self.matrix[row] = entry.vector
                 self._rows_used += 1
-                entry = Cached(entry.item, self.matrix[row], row)
+                entry = Cached(entry.item, self.matrix[row], row, self.generation)
             kept[point] = entry
         self._entries.update(kept)
         return kept
@@ -82,10 +88,20 @@ class ItemCache:
         if needed > self.capacity:
             return False
         size = min(self.capacity, max(needed, 2 * len(self.matrix), 1_024))
-        grown = np.zeros((size, self.matrix.shape[1]), dtype=np.float32)
+        grown = np.zeros((size, self.dimension), dtype=np.float32)
         grown[: self._rows_used] = self.matrix[: self._rows_used]
-        self.matrix = grown
+        self.matrix = grown  # rows keep their numbers: the generation stays
         return True
+
+    def gather(self, entries: Iterable[Cached]) -> Vector | None:
+        """The entries' vectors as one matrix, gathered in one step when all are rows of
+        the current matrix; None when one has no vector."""
+        entries = list(entries)
+        if any(entry.vector is None for entry in entries):
+            return None
+        if all(entry.generation == self.generation and entry.row >= 0 for entry in entries):
+            return self.matrix[[entry.row for entry in entries]]
+        return np.stack([entry.vector for entry in entries if entry.vector is not None])
 
     def begin_write(self, points: Iterable[int]) -> None:
         self._writing += 1
@@ -103,6 +119,8 @@ class ItemCache:
     def clear(self) -> None:
         self._epoch += 1
         self._entries.clear()
+        self.matrix = np.zeros((0, self.dimension), dtype=np.float32)
+        self.generation += 1
         self._rows_used = 0
 
 

@@ -45,7 +45,6 @@ from services.common.vectorindex.base import (
     DELETED,
     ITEM_ID,
     LIVE,
-    META_VALUE,
     METADATA,
     STATE,
     TAGS,
@@ -58,8 +57,10 @@ from services.common.vectorindex.base import (
     StoredItem,
     VectorLike,
     as_float_list,
+    legacy_meta_point_id,
     meta_payload,
     meta_point_id,
+    meta_value,
     point_id,
     point_uuid,
     stored_item,
@@ -272,11 +273,8 @@ class EdgeVectorIndex:
         norm = float(np.linalg.norm(query))
         if norm == 0:
             return dict.fromkeys((entry.item.item_id for entry in passing), 0.0)
-        rows = [entry.row for entry in passing]
-        if min(rows) >= 0:  # all memoized: one gather
-            matrix = self.items.matrix[rows]
-        else:
-            matrix = np.stack([entry.vector for entry in passing if entry.vector is not None])
+        matrix = self.items.gather(passing)
+        assert matrix is not None  # every passing entry has a vector
         scores = (matrix @ (query / norm)).tolist()
         return {entry.item.item_id: score for entry, score in zip(passing, scores, strict=True)}
 
@@ -334,8 +332,10 @@ class EdgeVectorIndex:
 
     async def read_meta(self, key: str) -> dict[str, Any] | None:
         shard = await self._current()
-        records = await asyncio.to_thread(shard.retrieve, [meta_point_id(key)], True, False)
-        return dict(records[0].payload[META_VALUE]) if records and records[0].payload else None
+        ids: list[Any] = [meta_point_id(key), legacy_meta_point_id(key)]
+        records = await asyncio.to_thread(shard.retrieve, ids, True, False)
+        by_id = {str(record.id): record.payload for record in records}
+        return meta_value([by_id.get(point) for point in ids])
 
     async def write_meta(self, key: str, value: dict[str, Any]) -> None:
         vector = tombstone_vector(self.dimension)

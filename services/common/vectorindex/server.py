@@ -15,7 +15,6 @@ from services.common.vectorindex.base import (
     DELETED,
     ITEM_ID,
     LIVE,
-    META_VALUE,
     METADATA,
     STATE,
     TAGS,
@@ -28,8 +27,10 @@ from services.common.vectorindex.base import (
     StoredItem,
     VectorLike,
     as_float_list,
+    legacy_meta_point_id,
     meta_payload,
     meta_point_id,
+    meta_value,
     point_id,
     stored_item,
     tombstone_vector,
@@ -257,8 +258,10 @@ class QdrantServerIndex:
                 return
 
     async def read_meta(self, key: str) -> dict[str, Any] | None:
-        records = await self.client.retrieve(self.collection, [meta_point_id(key)])
-        return dict(records[0].payload[META_VALUE]) if records and records[0].payload else None
+        ids = [meta_point_id(key), legacy_meta_point_id(key)]
+        records = await self.client.retrieve(self.collection, ids)
+        by_id = {str(record.id): record.payload for record in records}
+        return meta_value([by_id.get(point) for point in ids])
 
     async def write_meta(self, key: str, value: dict[str, Any]) -> None:
         point = models.PointStruct(
