@@ -170,8 +170,12 @@ class BodySizeLimit:
             await too_large(scope, receive, send)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestMetrics:
-    """Latency histogram per route template (not raw path) and status."""
+    """Latency histogram per route template (not raw path), method and status; every
+    label is bounded (a made-up method counts as ``other``)."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app, self.service = app, service
@@ -194,7 +198,8 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            HTTP_LATENCY.labels(self.service, scope["method"], template, str(status)).observe(
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            HTTP_LATENCY.labels(self.service, method, template, str(status)).observe(
                 time.perf_counter() - started
             )
 

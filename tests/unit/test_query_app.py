@@ -121,3 +121,19 @@ async def test_bad_weights_and_diversity_are_refused_naming_the_parameter(
         )
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == field
+
+
+async def test_made_up_http_methods_share_one_metrics_series() -> None:
+    from prometheus_client import REGISTRY
+
+    async with client(with_engine=True) as api:
+        for method in ("FOOBAR", "BREW", "X" * 40):
+            await api.request(method, "/v1/trending")
+    methods = {
+        sample.labels["method"]
+        for metric in REGISTRY.collect()
+        if metric.name == "attune_http_request_duration_seconds"
+        for sample in metric.samples
+    }
+    assert not {"FOOBAR", "BREW", "X" * 40} & methods
+    assert "other" in methods
