@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     publish_timeout_s: Annotated[float, Field(gt=0)] = Field(
         default=10.0, description="Ingest answers 503 when the broker has not acked by then."
     )
+    max_context_bytes: Annotated[int, Field(ge=256)] = Field(
+        default=8_192,
+        description="Largest Segment `context` an event may carry (as JSON). A batch's "
+        "context is copied into each of its events: this bounds what one body can grow to.",
+    )
+    max_clock_skew_s: Annotated[float, Field(ge=0)] = Field(
+        default=86_400.0,
+        description="How far ahead of its arrival an event's timestamp may be: ingest "
+        "refuses later ones (422), and the user model folds an event that reached Kafka "
+        "another way at its Kafka record time plus this at the latest.",
+    )
 
     # Consumers
     consumer_max_records: Annotated[int, Field(ge=1, le=50_000)] = Field(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from schemas.api import BehaviourEventIn, ContentUpsertIn
@@ -48,6 +49,30 @@ def _converted(where: str, convert: Callable[[], T]) -> T:
         raise InvalidMessage(where, error) from None
 
 
+class ContextTooLarge(Exception):
+    """A Segment context larger than allowed: it is copied into every event it covers."""
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        super().__init__(f"{field} is {size} bytes as JSON, more than the {limit} allowed")
+        self.field, self.size, self.limit = field, size, limit
+
+
+def _check_context(context: dict[str, Any] | None, field: str, limit: int) -> None:
+    if context:
+        size = len(orjson.dumps(context))
+        if size > limit:
+            raise ContextTooLarge(field, size, limit)
+
+
+class TimestampAhead(Exception):
+    """An event whose timestamp is further ahead of its arrival than the clock skew
+    allowed: it would move its tenant's decayed scores into the future."""
+
+    def __init__(self, field: str, limit: datetime) -> None:
+        super().__init__(f"{field} is after {limit.isoformat()}")
+        self.field, self.limit = field, limit
+
+
 class TenantMismatch(Exception):
     """A body names another tenant than the API key's."""
 
@@ -79,13 +104,20 @@ def event_messages(
     field: str | None,
     sent_at: datetime | None = None,
     context: dict[str, Any] | None = None,
+    max_skew: timedelta = timedelta(days=1),
+    max_context_bytes: int = 8_192,
 ) -> list[Outgoing]:
     """Events for the events topic keyed by tenant/user. ``field`` names the list in the
     body (None: the body is one event); ``sent_at`` and ``context`` are a Segment batch's,
-    applied to events that lack their own."""
+    applied to events that lack their own. A timestamp more than ``max_skew`` after
+    ``received_at`` is refused, and so is a context (the batch's or an event's) larger
+    than ``max_context_bytes``."""
+    latest = received_at + max_skew
+    _check_context(context, "context", max_context_bytes)
     out = []
     for index, event in enumerate(events):
         where = f"{field}.{index}" if field else ""
+        _check_context(event.context, _at(where, "context"), max_context_bytes)
         owner = message_tenant(event.tenant, tenant, from_key=from_key, field=_at(where, "tenant"))
         if (sent_at is not None and event.sent_at is None) or context:
             event = event.model_copy(
@@ -95,6 +127,8 @@ def event_messages(
                 }
             )
         message = _converted(where, partial(event.to_event, owner, received_at))
+        if message.timestamp > latest:
+            raise TimestampAhead(_at(where, "timestamp"), latest)
         key = events_key(owner, message.user_key)
         out.append(Outgoing.of(EVENTS.name, key, message, message.message_id, where))
     return out
@@ -133,6 +167,7 @@ __all__ = [
     "InvalidMessage",
     "Outgoing",
     "TenantMismatch",
+    "TimestampAhead",
     "content_messages",
     "event_messages",
     "message_tenant",

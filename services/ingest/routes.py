@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -21,9 +22,11 @@ from services.common.http import ERROR_RESPONSES, ApiError, SettingsDep, TenantD
 from services.common.settings import Settings
 from services.ingest.compression import IngestRoute
 from services.ingest.messages import (
+    ContextTooLarge,
     InvalidMessage,
     Outgoing,
     TenantMismatch,
+    TimestampAhead,
     content_messages,
     event_messages,
     tombstone_message,
@@ -84,6 +87,14 @@ def _as_http_errors() -> Iterator[None]:
             for e in error.error.errors()
         ]  # fmt: skip
         raise ApiError(422, "validation_error", str(error), details=details) from None
+    except ContextTooLarge as error:
+        detail = ErrorDetail(field=error.field, message=f"at most {error.limit} bytes as JSON")
+        raise ApiError(413, "payload_too_large", str(error), details=[detail]) from None
+    except TimestampAhead as error:
+        detail = ErrorDetail(
+            field=error.field, message=f"must not be after {error.limit.isoformat()}"
+        )
+        raise ApiError(422, "validation_error", str(error), details=[detail]) from None
     except TenantMismatch as error:
         detail = ErrorDetail(field=error.field, message=f"must be {error.tenant!r} or left out")
         raise ApiError(403, "tenant_mismatch", str(error), details=[detail]) from None
@@ -126,6 +137,8 @@ async def post_events(
             from_key=bool(settings.api_keys),
             received_at=utc_now(),
             field="events",
+            max_skew=timedelta(seconds=settings.max_clock_skew_s),
+            max_context_bytes=settings.max_context_bytes,
         )
     await _publish(broker, settings, messages)
     return Accepted(accepted=len(messages), ids=[m.id for m in messages])
@@ -193,11 +206,15 @@ async def _accept(
                 field="batch",
                 sent_at=body.sent_at,
                 context=body.context,
+                max_skew=timedelta(seconds=settings.max_clock_skew_s),
+                max_context_bytes=settings.max_context_bytes,
             )
         else:
             messages = event_messages(
-                [body], tenant, from_key=from_key, received_at=received_at, field=None
-            )
+                [body], tenant, from_key=from_key, received_at=received_at, field=None,
+                max_skew=timedelta(seconds=settings.max_clock_skew_s),
+                max_context_bytes=settings.max_context_bytes,
+            )  # fmt: skip
     await _publish(broker, settings, messages)
     ignored = body.ignored if isinstance(body, SegmentBatch) else []
     return SegmentAccepted(accepted=len(messages), ids=[m.id for m in messages], ignored=ignored)

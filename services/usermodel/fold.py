@@ -55,6 +55,7 @@ class FoldConfig:
     popularity_half_life_days: float = 730.0
     cooccurrence_window: int = 5
     dedupe_window: int = 256
+    max_clock_skew_ms: int = 86_400_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FoldConfig:
@@ -69,6 +70,7 @@ class FoldConfig:
             trending_half_life_days=settings.trending_half_life_days,
             popularity_half_life_days=settings.popularity_half_life_days,
             cooccurrence_window=settings.cooccurrence_window,
+            max_clock_skew_ms=int(settings.max_clock_skew_s * 1000),
         )
 
     @property
@@ -133,6 +135,18 @@ def identify_traits(event: BehaviourEvent) -> dict[str, Any]:
     return {**(in_context if isinstance(in_context, dict) else {}), **event.traits}
 
 
+def event_time_ms(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> int:
+    """When the event happened, as the fold counts it: its timestamp, but no later than
+    its Kafka record's time plus the allowed clock skew (ingest refuses such events; a
+    producer writing to Kafka directly may not), so that one event from a wrong clock
+    cannot move its tenant's decayed scores years ahead. The record time is in the log:
+    a replay folds the same time."""
+    event_ms = int(envelope.message.timestamp.timestamp() * 1000)
+    if envelope.timestamp_ms > 0:
+        return min(event_ms, envelope.timestamp_ms + config.max_clock_skew_ms)
+    return event_ms
+
+
 def fold_input(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> dict[str, Any]:
     """One event as fold_user.lua reads it (JSON false, never null, for absent values)."""
     event = envelope.message
@@ -142,7 +156,7 @@ def fold_input(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> dict[s
         "partition": envelope.partition_id,
         "offset": envelope.offset,
         "message_id": event.message_id,
-        "time_ms": int(event.timestamp.timestamp() * 1000),
+        "time_ms": event_time_ms(envelope, config),
         "event": name,
         "item_id": event.properties.item_id or False,
         "weight": config.weight_of(name) if rating is None else False,
@@ -172,6 +186,13 @@ class FoldStats:
     events: int = 0
     users: int = 0
     tenant_updates: int = 0
+
+    def __add__(self, other: FoldStats) -> FoldStats:
+        return FoldStats(
+            self.events + other.events,
+            self.users + other.users,
+            self.tenant_updates + other.tenant_updates,
+        )
 
 
 @dataclass
@@ -313,6 +334,7 @@ __all__ = [
     "UserModelFolder",
     "event_name",
     "event_tags",
+    "event_time_ms",
     "fold_input",
     "outbox_entry",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -298,3 +299,41 @@ async def test_an_outbox_left_ahead_by_a_crash_does_not_hide_other_users_updates
 
     reader = UserModelReader(redis, keys, CONFIG.decay)
     assert sorted(await reader.popular("acme", 10)) == [("a", 3.0), ("b", 3.0)]
+
+
+async def test_an_event_from_a_clock_years_ahead_is_folded_at_its_record_time(
+    redis: Redis, keys: UserModelKeys
+) -> None:
+    """Written to Kafka by a producer that bypassed ingest: the fold counts it at its
+    record's time plus the allowed skew, so trending keeps decaying as of now."""
+    ev = Events()
+    ahead = ev("ann", "like", "a", minutes=60 * 24 * 365 * 25)  # T0 + 25 years
+    recorded_ms = int(T0.timestamp() * 1000)
+    ahead = dataclasses.replace(ahead, timestamp_ms=recorded_ms)
+    config = dataclasses.replace(CONFIG, max_clock_skew_ms=60_000)
+    await UserModelFolder(redis, config).fold([ahead, ev("bob", "like", "b")], keys)
+
+    reader = UserModelReader(redis, keys, config.decay)
+    model = await reader.user("acme", "ann", now=T0)
+    assert model.last_seen == T0 + timedelta(minutes=1)
+    trending = await reader.trending("acme", 10, now=T0)
+    assert [item for item, _ in trending] == ["a", "b"]
+    assert all(math.isfinite(score) and score > 0 for _, score in trending)
+
+
+async def test_a_landmark_years_ahead_never_overflows_a_read(
+    redis: Redis, keys: UserModelKeys
+) -> None:
+    """State folded before event times were bounded: a tenant's trending landmark in
+    2050. Reading it must neither raise nor give infinite scores."""
+    tenant = keys.tenant("acme")
+    await redis.zadd(tenant.trending, {"a": 3.0, "b": 1.0})
+    await redis.zadd(tenant.popular, {"a": 3.0, "b": 1.0})
+    landmark = datetime(2050, 1, 1, tzinfo=UTC).timestamp() * 1000
+    await redis.hset(
+        tenant.meta, mapping={"trending_landmark_ms": landmark, "popular_landmark_ms": landmark}
+    )
+    reader = UserModelReader(redis, keys, CONFIG.decay)
+    for ranked in (await reader.trending("acme", 10, now=T0), await reader.popular("acme", 10)):
+        assert [item for item, _ in ranked] == ["a", "b"]
+        assert all(math.isfinite(score) for _, score in ranked)

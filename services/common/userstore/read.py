@@ -184,7 +184,10 @@ class UserModelReader:
         factor = 1.0
         if rate and entry.landmark is not None:
             now_ms = (now or self.clock()).timestamp() * 1000
-            factor = math.exp(max(rate * (entry.landmark - now_ms), -700.0))
+            # A landmark ahead of the reading time (a clock that ran ahead, within the
+            # skew the fold allows, or state folded before it was bounded) decays
+            # nothing rather than growing every score: the order is the same either way.
+            factor = math.exp(min(0.0, max(rate * (entry.landmark - now_ms), -700.0)))
         ranked = entry.ranked if len(entry.ranked) <= limit else entry.ranked[:limit]
         return [(item, score * factor) for item, score in ranked]
 

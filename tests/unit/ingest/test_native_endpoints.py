@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -128,8 +128,19 @@ async def test_a_body_tenant_other_than_the_keys_is_403(keyed: Ingest) -> None:
         ({"events": [{"messageId": "m", "event": "view"}]}, "events.0"),
         ({"events": []}, "events"),
         ({"items": []}, "events"),
+        ({"events": [event(timestamp="2050-01-01T00:00:00Z")]}, "events.0.timestamp"),
+        ({"events": [event(), event(timestamp="1900-01-01T00:00:00Z")]}, "events.1.timestamp"),
     ],
-    ids=["no-messageId", "bad-rating", "bad-type", "no-user", "empty", "wrong-body"],
+    ids=[
+        "no-messageId",
+        "bad-rating",
+        "bad-type",
+        "no-user",
+        "empty",
+        "wrong-body",
+        "year-2050",
+        "year-1900",
+    ],
 )
 async def test_invalid_events_are_422_naming_the_field(
     ingest: Ingest, body: dict[str, object], field: str
@@ -298,4 +309,26 @@ async def test_delete_refuses_a_blank_item_id(ingest: Ingest) -> None:
     answer = await ingest.http.delete("/v1/content/%20%20")
     assert answer.status_code == 422
     assert answer.json()["error"]["details"][0]["field"] == "item_id"
+    assert ingest.published == []
+
+
+async def test_a_timestamp_within_the_allowed_clock_skew_is_accepted() -> None:
+    ahead = datetime.now(UTC) + timedelta(minutes=30)
+    async with running_ingest(unit_settings(max_clock_skew_s=3_600)) as ingest:
+        answer = await ingest.http.post(
+            "/v1/events", json={"events": [event(timestamp=ahead.isoformat())]}
+        )
+        assert answer.status_code == 202, answer.text
+    async with running_ingest(unit_settings(max_clock_skew_s=60)) as ingest:
+        answer = await ingest.http.post(
+            "/v1/events", json={"events": [event(timestamp=ahead.isoformat())]}
+        )
+        assert answer.status_code == 422
+
+
+async def test_an_events_own_context_is_bounded(ingest: Ingest) -> None:
+    huge = event(context={"blob": "x" * 1_000_000})
+    answer = await ingest.http.post("/v1/events", json={"events": [event("m-0"), huge]})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["details"][0]["field"] == "events.1.context"
     assert ingest.published == []

@@ -164,3 +164,27 @@ async def test_an_empty_or_unknown_type_batch_is_422(ingest: Ingest) -> None:
     unknown = await ingest.http.post("/v1/batch", json={"batch": [{**event(), "type": "x"}]})
     assert unknown.status_code == 422
     assert unknown.json()["error"]["details"][0]["field"] == "batch.0.type"
+
+
+async def test_a_batch_event_from_a_clock_years_ahead_is_422(ingest: Ingest) -> None:
+    future = {**event(), "type": "track", "timestamp": "2050-06-01T00:00:00Z"}
+    answer = await ingest.http.post("/v1/batch", json={"batch": [event(), future]})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["details"][0]["field"] == "batch.1.timestamp"
+    assert ingest.published == []
+
+
+async def test_a_batch_context_is_bounded_before_it_is_copied_into_every_event(
+    ingest: Ingest,
+) -> None:
+    """A 20 KB context on a batch of 1,000 events would become 20 MB of messages."""
+    context = {"page": {"referrer": "x" * 20_000}}
+    events = [{**event(f"m-{n}"), "type": "track"} for n in range(1_000)]
+    answer = await ingest.http.post("/v1/batch", json={"batch": events, "context": context})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["details"][0]["field"] == "context"
+    assert ingest.published == []
+
+    small = {"library": {"name": "analytics-python", "version": "2.4.0"}}
+    answer = await ingest.http.post("/v1/batch", json={"batch": events[:3], "context": small})
+    assert answer.status_code == 200, answer.text
