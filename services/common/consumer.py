@@ -13,9 +13,15 @@ Per consumed batch, :meth:`BatchConsumer.handle`:
    it is redelivered).
 
 A consumer supplies only what is particular to it: the contract it decodes (a
-``TypeAdapter``), its store's watermarks, its ``apply``, and the errors that mean its
+``TypeAdapter``), its store's watermarks, its ``apply``, and which errors mean its
 store is out (the whole batch is then planned and tried again after a capped backoff:
 the store may have come back without what it held).
+
+Any other error of ``apply`` is taken for one that no retry would mend: the batch is
+split in halves, again and again, until the records that fail alone are found; they
+go to the dead-letter topic with the error (``processing_failed``) and the rest is
+applied. Every dead letter is published once per delivery, however often the batch is
+tried again.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import ConsumerRebalanceListener
 from faststream import AckPolicy
@@ -49,15 +55,30 @@ from services.common.offsets import (
     SeekableConsumer,
     WatermarkStore,
 )
-from services.common.records import Envelope, RawRecord, decode_batch, keep_raw, raw_records
-from services.common.retry import retry_through_outage
+from services.common.records import (
+    Envelope,
+    RawRecord,
+    dead_letter_record,
+    decode_batch,
+    keep_raw,
+    raw_records,
+)
+from services.common.retry import never, retry_through_outage
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R")
 StoreT = TypeVar("StoreT", bound=WatermarkStore)
+
+
+class Summable(Protocol):
+    """What ``apply`` returns: results of parts of a batch add up to the whole's."""
+
+    def __add__(self, other: Any, /) -> Any: ...
+
+
+R = TypeVar("R", bound=Summable)
 
 
 async def publish_dead_letters(broker: KafkaBroker, records: Sequence[DeadLetterRecord]) -> None:
@@ -94,9 +115,11 @@ class BatchConsumer(Generic[T, StoreT, R]):
 
     ``watermarks``: the store's watermarks as of now (asked again on every attempt: a
     replay may have switched the store); ``apply(envelopes, store)``: write the decoded
-    messages; ``outages``: the errors that mean the store is out, retried for the whole
-    batch (``dependency`` names it in ``attune_dependency_up``); ``probe``: only where
-    the broker may lose its log (the embedded one)."""
+    messages; ``is_outage``: whether an error means the store is out, retried for the
+    whole batch (``dependency`` names it in ``attune_dependency_up``); ``probe``: asks
+    the log about gaps (and resets, where the broker may lose its log)."""
+
+    PAUSES_BEFORE_ISOLATING: tuple[float, ...] = (0.5, 2.0)
 
     def __init__(
         self,
@@ -107,14 +130,14 @@ class BatchConsumer(Generic[T, StoreT, R]):
         adapter: TypeAdapter[T],
         watermarks: Callable[[], Awaitable[StoreT]],
         apply: Callable[[list[Envelope[T]], StoreT], Awaitable[R]],
-        outages: tuple[type[BaseException], ...] = (),
+        is_outage: Callable[[BaseException], bool] = never,
         dependency: str | None = None,
         probe: LogProbe | None = None,
     ) -> None:
         self.topic, self.group_id, self.settings = topic, group_id, settings
         self.adapter = adapter
         self.watermarks, self.apply = watermarks, apply
-        self.outages, self.dependency = outages, dependency
+        self.is_outage, self.dependency = is_outage, dependency
         self.tracker = PartitionTracker(topic, probe=probe)
 
     async def handle(
@@ -125,6 +148,13 @@ class BatchConsumer(Generic[T, StoreT, R]):
     ) -> BatchOutcome[T, R]:
         started = time.perf_counter()
         count_batch(self.group_id, [r.topic for r in records])  # read, whatever comes of it
+        raw = {(r.partition, r.offset): r for r in records}
+        published: set[tuple[int, int]] = set()  # dead letters sent for this delivery
+
+        async def dead_letter(letters: Sequence[DeadLetterRecord]) -> None:
+            fresh = [d for d in letters if (d.partition, d.offset) not in published]
+            await publish_dead_letters(broker, fresh)
+            published.update((d.partition, d.offset) for d in fresh)
 
         async def attempt() -> BatchOutcome[T, R]:
             store = await self.watermarks()
@@ -136,16 +166,69 @@ class BatchConsumer(Generic[T, StoreT, R]):
                 max_bytes=self.settings.max_message_bytes,
                 epochs={p: mark.epoch for p, mark in plan.marks.items()},
             )
-            await publish_dead_letters(broker, batch.rejected)
-            result = await self.apply(batch.accepted, store)
+            await dead_letter(batch.rejected)
+            result, failed = await self._apply_isolating_failures(batch.accepted, store)
+            await dead_letter([self._unprocessable(raw, e, err) for e, err in failed])
             await store.save_watermarks(plan.marks)
-            return BatchOutcome(len(records), batch.accepted, batch.rejected, plan.skipped, result)
+            applied = [e for e in batch.accepted if all(e is not f for f, _ in failed)]
+            return BatchOutcome(len(records), applied, batch.rejected, plan.skipped, result)
 
         with consuming(self.group_id, records, consumer):
-            outcome = await retry_through_outage(attempt, self.outages, dependency=self.dependency)
+            outcome = await retry_through_outage(
+                attempt, self.is_outage, dependency=self.dependency
+            )
         observe_freshness(self.group_id, outcome.applied)
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
         return outcome
+
+    def _unprocessable(
+        self, raw: dict[tuple[int, int], RawRecord], envelope: Envelope[T], error: Exception
+    ) -> DeadLetterRecord:
+        record = raw[(envelope.partition, envelope.offset)]
+        reason = f"{type(error).__name__}: {error}"
+        return dead_letter_record(record, self.group_id, "processing_failed", reason)
+
+    async def _apply_isolating_failures(
+        self, envelopes: list[Envelope[T]], store: StoreT
+    ) -> tuple[R, list[tuple[Envelope[T], Exception]]]:
+        """``apply`` the batch. If it fails otherwise than by an outage, and again after
+        short pauses (a fault that passes), find the records that fail alone by
+        applying halves, recursively, in the batch's order; they are returned with
+        their error, the rest is applied. When every record of a batch fails alone, the
+        fault is the store's or the code's, not the records': the batch fails (it is
+        redelivered) rather than sending the whole stream to the dead-letter topic."""
+        for pause in (*self.PAUSES_BEFORE_ISOLATING, None):
+            try:
+                return await self.apply(envelopes, store), []
+            except Exception as error:
+                if self.is_outage(error) or not envelopes:
+                    raise
+                if pause is None:
+                    break
+                log.warning("%s: applying a batch failed (%r); again in %.1f s", self.topic,
+                            error, pause)  # fmt: skip
+                await asyncio.sleep(pause)
+        result, failed = await self._isolate(envelopes, store)
+        if len(envelopes) > 1 and len(failed) == len(envelopes):
+            raise failed[-1][1]
+        return result, failed
+
+    async def _isolate(
+        self, envelopes: list[Envelope[T]], store: StoreT
+    ) -> tuple[R, list[tuple[Envelope[T], Exception]]]:
+        try:
+            return await self.apply(envelopes, store), []
+        except Exception as error:
+            if self.is_outage(error):
+                raise
+            if len(envelopes) == 1:
+                where = f"{envelopes[0].topic}[{envelopes[0].partition}]@{envelopes[0].offset}"
+                log.warning("%s cannot be applied: %r", where, error)
+                return await self.apply([], store), [(envelopes[0], error)]
+        middle = len(envelopes) // 2
+        first, first_failed = await self._isolate(envelopes[:middle], store)
+        second, second_failed = await self._isolate(envelopes[middle:], store)
+        return first + second, [*first_failed, *second_failed]
 
     def router(
         self,

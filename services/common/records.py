@@ -81,7 +81,7 @@ def describe_validation_error(error: ValidationError) -> str:
 MAX_DEAD_LETTER_VALUE = 256 * 1024
 
 
-def _dead_letter(
+def dead_letter_record(
     record: RawRecord, consumer: str, reason: DeadLetterReason, error: str
 ) -> DeadLetterRecord:
     value = record.value or b""
@@ -133,13 +133,13 @@ def decode_batch(
         if len(value) > max_bytes:
             reason: DeadLetterReason = "too_large"
             error = f"{len(value)} bytes, more than the {max_bytes} allowed"
-            batch.rejected.append(_dead_letter(record, consumer, reason, error))
+            batch.rejected.append(dead_letter_record(record, consumer, reason, error))
             continue
         try:
             message = adapter.validate_json(value)
         except ValidationError as problem:
             reason, error = _why_invalid(value, problem)
-            batch.rejected.append(_dead_letter(record, consumer, reason, error))
+            batch.rejected.append(dead_letter_record(record, consumer, reason, error))
             continue
         batch.accepted.append(
             Envelope(
@@ -160,6 +160,7 @@ __all__ = [
     "DecodedBatch",
     "Envelope",
     "RawRecord",
+    "dead_letter_record",
     "decode_batch",
     "describe_validation_error",
     "keep_raw",

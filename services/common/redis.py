@@ -3,20 +3,46 @@
 from __future__ import annotations
 
 from redis.asyncio import Redis
-from redis.exceptions import BusyLoadingError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.settings import Settings
 
-# Errors that mean "Redis is not reachable right now": consumers wait and retry.
+# Errors that mean "Redis cannot take writes right now": consumers wait and retry.
 REDIS_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     BusyLoadingError,
+    OutOfMemoryError,  # maxmemory reached: writes come back once memory is freed
+    ReadOnlyError,  # a replica, or a failover in progress
+    MasterDownError,
+    ClusterDownError,
+    TryAgainError,
     ConnectionError,
     OSError,
 )
+# The same, as a script reports them (a Lua error carries the server's error in its text).
+_OUTAGE_REPLIES = ("OOM ", "READONLY ", "LOADING ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ")
+
+
+def is_redis_outage(error: BaseException) -> bool:
+    """Whether ``error`` means Redis is out (wait and retry) rather than that the
+    request itself is wrong (which no retry would mend)."""
+    if isinstance(error, REDIS_OUTAGE_ERRORS):
+        return True
+    if isinstance(error, ResponseError):
+        text = str(error)
+        return text.startswith(_OUTAGE_REPLIES) or any(f" {r}" in text for r in _OUTAGE_REPLIES)
+    return False
 
 
 def make_redis(settings: Settings) -> Redis:
@@ -29,4 +55,4 @@ def make_redis(settings: Settings) -> Redis:
     )
 
 
-__all__ = ["REDIS_OUTAGE_ERRORS", "make_redis"]
+__all__ = ["REDIS_OUTAGE_ERRORS", "is_redis_outage", "make_redis"]

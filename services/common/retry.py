@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from services.common.metrics import set_dependency_up
 
@@ -18,15 +18,15 @@ R = TypeVar("R")
 
 async def retry_through_outage(
     operation: Callable[[], Awaitable[R]],
-    transient: tuple[type[BaseException], ...],
+    is_outage: Callable[[BaseException], bool],
     *,
     max_wait_s: float = 10.0,
     dependency: str | None = None,
 ) -> R:
     """Run ``operation`` until it succeeds, backing off exponentially (capped) on the
-    ``transient`` errors: a dependency outage pauses the consumer, it never drops a
-    batch. Any other error propagates (the batch is not committed). ``dependency``
-    names what an outage is of, for the ``attune_dependency_up`` gauge."""
+    errors ``is_outage`` accepts: a dependency outage pauses the consumer, it never
+    drops a batch. Any other error propagates. ``dependency`` names what an outage is
+    of, for the ``attune_dependency_up`` gauge."""
 
     def before_sleep(state: RetryCallState) -> None:
         if dependency is not None:
@@ -38,7 +38,7 @@ async def retry_through_outage(
         )
 
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(transient),
+        retry=retry_if_exception(is_outage),
         wait=wait_exponential(multiplier=0.1, max=max_wait_s),
         before_sleep=before_sleep,
         reraise=True,
@@ -51,4 +51,9 @@ async def retry_through_outage(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["retry_through_outage"]
+def never(error: BaseException) -> bool:
+    """For a store that waits out its own outages: no error is one."""
+    return False
+
+
+__all__ = ["never", "retry_through_outage"]

@@ -45,6 +45,15 @@ class ApplyStats:
     embedded: int = 0
     embed_seconds: float = 0.0
 
+    def __add__(self, other: ApplyStats) -> ApplyStats:
+        return ApplyStats(
+            self.upserted + other.upserted,
+            self.deleted + other.deleted,
+            self.superseded + other.superseded,
+            self.embedded + other.embedded,
+            self.embed_seconds + other.embed_seconds,
+        )
+
 
 def newest_per_item(envelopes: Iterable[ContentEnvelope]) -> tuple[list[ContentEnvelope], int]:
     """The newest message per (tenant, item_id), in batch order, and how many were

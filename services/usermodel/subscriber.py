@@ -16,7 +16,7 @@ from services.common import telemetry
 from services.common.consumer import BatchConsumer, BatchOutcome
 from services.common.offsets import LogProbe
 from services.common.records import Envelope
-from services.common.redis import REDIS_OUTAGE_ERRORS
+from services.common.redis import is_redis_outage
 from services.common.settings import Settings
 from services.common.userstore import Namespaces, RedisWatermarks
 from services.usermodel.fold import FoldConfig, FoldStats, UserModelFolder
@@ -63,7 +63,7 @@ def events_consumer(
         adapter=EVENT_ADAPTER,
         watermarks=live_watermarks,
         apply=fold,
-        outages=REDIS_OUTAGE_ERRORS,
+        is_outage=is_redis_outage,
         dependency="redis",
         probe=probe,
     )

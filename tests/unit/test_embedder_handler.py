@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from schemas.deadletter import DeadLetterRecord
 from schemas.topics import CONTENT, DEAD_LETTER, content_key
+from services.common.consumer import BatchConsumer
 from services.common.kafka import make_broker
 from services.common.settings import Settings
 from services.common.vectorindex.edge import EdgeVectorIndex
@@ -167,11 +168,19 @@ class BrokenIndex:
         raise RuntimeError("index broken")
 
 
-async def test_an_index_failure_fails_the_batch_so_it_is_not_acked() -> None:
+async def test_an_index_that_fails_every_write_fails_the_batch_so_it_is_not_acked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every record failing alone is the index's fault, not the records': nothing is
+    dead-lettered, the batch is redelivered."""
+    monkeypatch.setattr(BatchConsumer, "PAUSES_BEFORE_ISOLATING", ())
     settings = Settings(kafka_group_prefix="unit")
     broker = make_broker(settings)
     broker.include_router(content_router(settings, FakeEmbedder(), BrokenIndex()))  # type: ignore[arg-type]
+    letters: list[Any] = []
+    broker.subscriber(DEAD_LETTER.name)(letters.append)
 
     async with TestKafkaBroker(broker):
         with pytest.raises(RuntimeError, match="index broken"):
-            await broker.publish_batch(movie("m1"), topic=CONTENT.name)
+            await broker.publish_batch(movie("m1"), movie("m2"), topic=CONTENT.name)
+    assert letters == []

@@ -56,7 +56,9 @@ async def with_index_retries(operation: Callable[[], Awaitable[T]]) -> T:
                 raise IndexUnavailable(f"{type(error).__name__}: {error}") from error
             raise
 
-    return await retry_through_outage(attempt, (IndexUnavailable,), dependency="vector_index")
+    return await retry_through_outage(
+        attempt, lambda error: isinstance(error, IndexUnavailable), dependency="vector_index"
+    )
 
 
 class OutageTolerantIndex:
