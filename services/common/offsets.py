@@ -262,27 +262,29 @@ class PartitionTracker:
 
     async def resume(
         self, store: WatermarkStore, consumer: Any, partitions: Sequence[int]
-    ) -> dict[int, int | None]:
-        """On assignment: start each partition where the store's state ends, whatever
-        the group committed. A partition the state lost is fetched again even when no
-        new record arrives on it (gap detection needs a batch to notice). Returns where
-        each partition starts (None: at the log's beginning)."""
+    ) -> dict[int, int]:
+        """On assignment: where the store's state is behind the group's committed offset
+        (Redis came back empty or from an older copy), start the partition where the
+        state ends, so that it is caught up even when no new record arrives on it (gap
+        detection needs a batch to notice). A partition the group never committed
+        starts where the consumer's ``auto_offset_reset`` says, as before; a state ahead
+        of the group skips what it holds batch by batch. Returns the partitions moved
+        back and where they start."""
         from aiokafka import TopicPartition
 
         marks = await store.load_watermarks()
-        starts: dict[int, int | None] = {}
+        moved: dict[int, int] = {}
         for partition in partitions:
             tp = TopicPartition(self.topic, partition)
+            committed = await consumer.committed(tp)
             mark = marks.get(partition)
-            if mark is None or mark.offset < 0:
-                await consumer.seek_to_beginning(tp)
-                starts[partition] = None
-            else:
-                consumer.seek(tp, mark.offset + 1)
-                starts[partition] = mark.offset + 1
-        log.info("%s: resuming from the state's watermarks: %s", self.topic, starts)
-        return starts
-
+            start = mark.offset + 1 if mark is not None else 0
+            if committed is not None and start < committed:
+                consumer.seek(tp, start)  # below the log's start: reset to its beginning
+                moved[partition] = start
+        if moved:
+            log.info("%s: the state is behind the group; starting at %s", self.topic, moved)
+        return moved
 
 __all__ = [
     "BatchPlan",
