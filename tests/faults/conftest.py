@@ -217,6 +217,10 @@ def attune_process(
         process = subprocess.Popen([str(attune), "run", service], env=env, stdout=out, stderr=out)
         try:
             yield process
+        except BaseException:
+            tail = log.read_text(errors="replace").splitlines()[-80:]
+            print(f"--- the last lines of {log.name} ---", *tail, sep="\n")
+            raise
         finally:
             process.kill()
             process.wait()
