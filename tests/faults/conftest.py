@@ -10,7 +10,15 @@ import random
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -198,9 +206,15 @@ async def read_dead_letters(settings: Settings, expected: int) -> list[DeadLette
 
 @contextmanager
 def attune_process(
-    service: str, settings: Settings, log: Path
+    service: str,
+    settings: Settings,
+    log: Path,
+    *,
+    port: int | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`attune run <service>` against the fault stack, killed at the end whatever happens."""
+    """`attune run <service>` against the fault stack, killed at the end whatever happens.
+    ``port``: where it serves HTTP (else a free one); ``extra_env``: more ATTUNE_* settings."""
     env = {
         **os.environ,
         "ATTUNE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -210,7 +224,8 @@ def attune_process(
         "ATTUNE_REDIS_URL": settings.redis_url.get_secret_value(),
         "ATTUNE_CONSUMER_MAX_RECORDS": str(settings.consumer_max_records),
         "ATTUNE_VECTOR_INDEX_PATH": str(settings.vector_index_path),
-        "ATTUNE_HTTP_PORT": str(free_port()),
+        "ATTUNE_HTTP_PORT": str(port or free_port()),
+        **(extra_env or {}),
     }
     attune = Path(sys.executable).with_name("attune")
     with log.open("ab") as out:
