@@ -25,6 +25,7 @@ from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 
 from services.app.names import SERVICES, Service
+from services.common.consumer import rewind_past_the_end
 from services.common.embedding import Embedder
 from services.common.http import create_http_app
 from services.common.kafka import aiokafka_options, connected_producer, make_broker
@@ -179,9 +180,16 @@ async def running_broker(
     for router in routers:
         broker.include_router(router)
     await broker.start()
+    watchdog = (
+        asyncio.create_task(rewind_past_the_end(broker)) if settings.kafka_log_may_reset else None
+    )
     try:
         yield
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
         await broker.stop()
 
 

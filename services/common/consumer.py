@@ -282,6 +282,45 @@ class ResumeFromState(ConsumerRebalanceListener):  # type: ignore[misc]
             )  # fmt: skip
 
 
+async def rewind_past_the_end(broker: KafkaBroker, *, every_s: float = 1.0) -> None:
+    """Where the broker may lose its log (the embedded, memory-only one), run beside the
+    broker's subscribers until cancelled: a consumer whose position stays past the end
+    of a partition's log was left there by a log that no longer exists (it kept its
+    position, or the group's committed offset, across the broker's restart). Apache
+    Kafka answers a fetch there with OFFSET_OUT_OF_RANGE and the consumer resets; the
+    embedded broker answers nothing, and the consumer would wait there for records that
+    arrive below it. Send it to the log's start instead: its batches then find the new
+    epoch (:mod:`services.common.offsets`). Seen twice in a row at the same position
+    before acting, so that a high watermark not yet refreshed is not taken for one."""
+    suspects: dict[tuple[int, Any], int] = {}
+    while True:
+        await asyncio.sleep(every_s)
+        seen: dict[tuple[int, Any], int] = {}
+        for subscriber in broker.subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                try:
+                    position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+                except Exception:  # being reassigned or reset: look again next time
+                    continue
+                if high is None or position <= high:
+                    continue
+                key = (id(consumer), tp)
+                if suspects.get(key) != position:
+                    seen[key] = position
+                    continue
+                log.warning(
+                    "%s[%d]: position %d is past the end of the log (%d): the broker "
+                    "lost it; reading the new log from its start",
+                    tp.topic, tp.partition, position, high,
+                )  # fmt: skip
+                await consumer.seek_to_beginning(tp)
+        suspects = seen
+
+
 BatchHandler = Callable[..., Awaitable[None]]
 
 
@@ -318,4 +357,5 @@ __all__ = [
     "BatchOutcome",
     "batch_subscriber",
     "publish_dead_letters",
+    "rewind_past_the_end",
 ]

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -170,6 +171,24 @@ async def folded_state(
     ]
     await UserModelFolder(redis, FoldConfig.from_settings(settings)).fold(envelopes, keys)
     return await digest_namespace(redis, keys, FoldConfig.from_settings(settings).decay)
+
+
+async def commit_offsets(
+    settings: Settings, group_id: str, topic: str, offsets: Mapping[int, int]
+) -> None:
+    """Commit ``offsets`` for ``group_id`` from outside the group (as a commit of a
+    member that has since gone would have)."""
+    client = AIOKafkaConsumer(
+        **aiokafka_options(settings), group_id=group_id, enable_auto_commit=False
+    )
+    await client.start()
+    try:
+        client.assign([TopicPartition(topic, p) for p in offsets])
+        await client.commit(
+            {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in offsets.items()}
+        )
+    finally:
+        await client.stop()
 
 
 @asynccontextmanager

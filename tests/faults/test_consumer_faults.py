@@ -19,12 +19,14 @@ from schemas.topics import CONTENT, EVENTS
 from services.app import datasets
 from services.app.embedded import EmbeddedStack
 from services.common.settings import Settings
+from services.usermodel.subscriber import consumer_group
 from tests.faults.conftest import (
     applied_offsets,
     assert_same_as_a_clean_run,
     assert_same_state,
     attune_process,
     caught_up,
+    commit_offsets,
     eventually,
     folded_state,
     live_state,
@@ -147,6 +149,36 @@ async def test_broker_restart(
         with pytest.raises((datasets.ProduceError, KafkaConnectionError)):
             await datasets.produce(settings, after[:1], retries=1, backoff_s=0.1)
         await fault_stack.start_broker()
+        await datasets.produce(settings, after)
+        await eventually(lambda: caught_up(redis, settings, epoch=1), "the consumer folds the rest")
+        assert consumer.poll() is None
+    clean = await folded_state(redis, settings, [*before, *after])
+    assert_same_state(await live_state(redis, settings), clean)
+
+
+async def test_broker_restart_with_a_shorter_log(
+    fault_stack: EmbeddedStack, settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
+    """After the restart every partition's new log ends before where the consumer was,
+    and the group's committed offsets point there too (a commit that reached the new
+    broker: here the test makes it, as a batch in flight across the restart would).
+    Apache Kafka would answer fetches there OFFSET_OUT_OF_RANGE and the consumer would
+    reset; the embedded broker answers nothing, and the consumer would wait past the end
+    of the log for records that arrive below it."""
+    before = synthetic_events(4_000, seed=14)
+    after = [
+        event.model_copy(update={"message_id": f"after-{n}"})
+        for n, event in enumerate(synthetic_events(600, seed=15))
+    ]
+    with attune_process("usermodel", settings, tmp_path / "consumer.log") as consumer:
+        await datasets.produce(settings, before)
+        await eventually(lambda: caught_up(redis, settings), "the consumer folds the first part")
+        positions = {
+            p: offset + 1 for p, offset in (await applied_offsets(redis, settings)).items()
+        }
+        fault_stack.stop_component("broker")
+        await fault_stack.start_broker()
+        await commit_offsets(settings, consumer_group(settings), EVENTS.name, positions)
         await datasets.produce(settings, after)
         await eventually(lambda: caught_up(redis, settings, epoch=1), "the consumer folds the rest")
         assert consumer.poll() is None
