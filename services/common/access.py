@@ -83,9 +83,6 @@ class KeyRing:
                     grants[digest] = Grant(tenant, rights, name)
         self._grants = grants
 
-    def __bool__(self) -> bool:
-        return bool(self._grants)
-
     def lookup(self, presented: str) -> Grant | None:
         return self._grants.get(_digest(presented))
 
@@ -121,7 +118,9 @@ class AccessControl:
             raise AccessDenied(403, "forbidden", f"a {held} key cannot use the {_API[access]} API")
         if claimed is not None and claimed != grant.tenant:
             raise AccessDenied(
-                403, "tenant_mismatch", f"the key is tenant {grant.tenant!r}'s, not {claimed!r}"
+                403,
+                "tenant_mismatch",
+                f"the key is tenant {grant.tenant!r}'s, not {claimed[:64]!r}",
             )
         if self.limiter is not None:
             wait = self.limiter.wait(grant.name)
