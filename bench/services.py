@@ -37,11 +37,20 @@ def _env_value(value: Any) -> str | None:
         return value.get_secret_value()
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict):
-        return json.dumps(
-            {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in value.items()}
-        )
+    if isinstance(value, dict | list):
+        return json.dumps(_revealed(value))
     return str(value)
+
+
+def _revealed(value: Any) -> Any:
+    """``value`` with its secrets as plain strings, for JSON."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _revealed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_revealed(v) for v in value]
+    return value
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

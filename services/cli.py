@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from services.app.names import ReplayTarget, Service, State
+from services.app.names import SERVICES, ReplayTarget, Service, State
 from services.common.logs import LogFormat, configure_logging
 from services.common.settings import Settings, SettingsError, load_settings
 
@@ -47,6 +47,18 @@ else:
 def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
+    except SettingsError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _refuse_exposed(settings: Settings, services: Sequence[Service]) -> None:
+    """Exit (2) before anything starts when the services' APIs would be exposed without
+    keys, or keys are set but not for one of them."""
+    from services.app.bootstrap import check_access_for
+
+    try:
+        check_access_for(settings, services)
     except SettingsError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
@@ -105,6 +117,7 @@ def dev(
     from services.app.embedded import StackError
 
     settings = _settings()
+    _refuse_exposed(settings, SERVICES)
     level = "WARNING" if settings.log_level == "INFO" else settings.log_level
     _configure_logging(level, settings, service="dev", default_format="text")
 
@@ -137,6 +150,7 @@ def run_service(
     from services.app import bootstrap
 
     settings = _settings()
+    _refuse_exposed(settings, [service])
     _configure_logging(settings.log_level, settings, service=service, default_format="json")
     with _telemetry(service):
         bootstrap.tune_gc()

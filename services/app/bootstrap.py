@@ -25,6 +25,7 @@ from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 
 from services.app.names import SERVICES, Service
+from services.common.access import Access, check_access
 from services.common.consumer import rewind_past_the_end
 from services.common.embedding import Embedder
 from services.common.http import create_http_app
@@ -46,14 +47,22 @@ class Needs:
     kafka: bool = False
     redis: bool = False
     model: bool = False  # the embedding model and the vector index
+    api: Access | None = None  # the kind of key its HTTP API takes
 
 
 NEEDS: dict[Service, Needs] = {
-    Service.ingest: Needs(kafka=True),
+    Service.ingest: Needs(kafka=True, api="write"),
     Service.embedder: Needs(kafka=True, model=True),
     Service.usermodel: Needs(kafka=True, redis=True),
-    Service.query: Needs(redis=True, model=True),
+    Service.query: Needs(redis=True, model=True, api="read"),
 }
+
+
+def check_access_for(settings: Settings, services: Sequence[Service]) -> None:
+    """Raise SettingsError when ``services`` must not serve their APIs as configured
+    (see :func:`services.common.access.access_problem`)."""
+    apis = {api for s in services if (api := NEEDS[Service(s)].api) is not None}
+    check_access(settings, apis)
 
 
 @dataclass
@@ -266,6 +275,7 @@ async def wait_for_shutdown_signal() -> None:
 async def run_service(service: Service, settings: Settings) -> None:
     """Run one service until SIGINT/SIGTERM on ATTUNE_HTTP_HOST:ATTUNE_HTTP_PORT: the HTTP
     services their API, the consumers /healthz, /readyz and /metrics."""
+    check_access_for(settings, (service,))
     host, port = settings.http_host, settings.http_port
     async with assemble(settings, (service,)) as assembly, serve_http(assembly.app, host, port):
         log.info("%s running; HTTP on %s:%d", service, host, port)
@@ -279,6 +289,7 @@ __all__ = [
     "Dependencies",
     "Service",
     "assemble",
+    "check_access_for",
     "http_app",
     "mount",
     "open_dependencies",

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
@@ -22,14 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.api import ErrorDetail, ErrorInfo, ErrorResponse
+from services.common.access import Access, AccessControl, AccessDenied
+from services.common.apikeys import TENANT_PATTERN
 from services.common.metrics import set_dependency_up
 from services.common.mount import ReadinessCheck
 from services.common.settings import Settings
 from services.common.tracing import instrument_http_app
 
 log = logging.getLogger(__name__)
-
-_TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 HTTP_LATENCY = Histogram(
     "attune_http_request_duration_seconds",
@@ -54,7 +53,7 @@ _CODES = {
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": code.replace("_", " ")}
     for status, code in _CODES.items()
-    if status in (400, 401, 403, 404, 413, 422, 503)
+    if status in (400, 401, 403, 404, 413, 422, 429, 503)
 }
 
 
@@ -228,39 +227,45 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def resolve_tenant(request: Request, settings: Settings) -> str:
-    """The tenant of a request: from its API key when keys are configured, else from the
-    X-Attune-Tenant header, else the default tenant."""
-    if settings.api_keys:
-        presented = _presented_key(request)
-        if presented is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "an API key is required (Authorization: Bearer <key>, X-API-Key, or the "
-                "write key as the basic-auth user)",
-                headers={"WWW-Authenticate": 'Bearer, Basic realm="attune"'},
-            )
-        for tenant, key in settings.api_keys.items():
-            if hmac.compare_digest(key.get_secret_value().encode(), presented.encode()):
-                return tenant
-        raise ApiError(401, "unauthorized", "unknown API key")
-    tenant = request.headers.get("x-attune-tenant") or settings.default_tenant
-    if not _TENANT_PATTERN.match(tenant):
+def resolve_tenant(request: Request, settings: Settings, access: Access) -> str:
+    """The tenant of a request to an API needing ``access``: from its API key once keys
+    are configured (and the key must grant ``access``), else from the X-Attune-Tenant
+    header, else the default tenant."""
+    claimed = request.headers.get("x-attune-tenant")
+    control: AccessControl = request.app.state.access
+    if settings.keys_required:
+        try:
+            return control.authorize(_presented_key(request), access, claimed)
+        except AccessDenied as denied:
+            headers = None
+            if denied.status == 401:
+                headers = {"WWW-Authenticate": 'Bearer, Basic realm="attune"'}
+            elif denied.retry_after_s is not None:
+                headers = {"Retry-After": str(denied.retry_after_s)}
+            raise ApiError(denied.status, denied.code, denied.message, headers=headers) from None
+    tenant = claimed or settings.default_tenant
+    if not TENANT_PATTERN.match(tenant):
         raise ApiError(
             422,
             "validation_error",
             "invalid X-Attune-Tenant header",
-            details=[ErrorDetail(field="X-Attune-Tenant", message=_TENANT_PATTERN.pattern)],
+            details=[ErrorDetail(field="X-Attune-Tenant", message=TENANT_PATTERN.pattern)],
         )
     return tenant
 
 
-async def get_tenant(request: Request, settings: SettingsDep) -> str:
-    return resolve_tenant(request, settings)
+async def get_write_tenant(request: Request, settings: SettingsDep) -> str:
+    return resolve_tenant(request, settings, "write")
 
 
-TenantDep = Annotated[str, Depends(get_tenant)]
+async def get_read_tenant(request: Request, settings: SettingsDep) -> str:
+    return resolve_tenant(request, settings, "read")
+
+
+WriteTenantDep = Annotated[str, Depends(get_write_tenant)]
+"""The tenant of a request to the ingest API (a write key's, when keys are set)."""
+ReadTenantDep = Annotated[str, Depends(get_read_tenant)]
+"""The tenant of a request to the query API (a read key's, when keys are set)."""
 
 
 def operations_router(service: str) -> APIRouter:
@@ -328,7 +333,23 @@ def create_http_app(
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
+    app.state.access = AccessControl(settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # outside the limits and auth: preflights carry no key
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Content-Encoding",
+                "X-API-Key",
+                "X-Attune-Tenant",
+            ],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
     app.add_middleware(RequestMetrics, service=service)
     for router in routers:
         app.include_router(router)
@@ -339,8 +360,9 @@ def create_http_app(
 __all__ = [
     "ERROR_RESPONSES",
     "ApiError",
+    "ReadTenantDep",
     "SettingsDep",
-    "TenantDep",
+    "WriteTenantDep",
     "create_http_app",
     "error_response",
     "resolve_tenant",

@@ -7,11 +7,21 @@ environment variable at fault.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AnyUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.apikeys import TENANT_PATTERN, check_keys, shared_across_tenants
 
 ENV_PREFIX = "ATTUNE_"
 
@@ -37,6 +47,9 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "hide": -3.0,
     "Product Removed": -1.0,
 }
+
+
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
 
 
 def default_cache_dir() -> Path:
@@ -103,14 +116,50 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=default_cache_dir)
 
     # HTTP (ingest and query)
-    http_host: str = "127.0.0.1"
-    http_port: Annotated[int, Field(ge=0, le=65_535)] = 8000
-    api_keys: dict[str, SecretStr] = Field(
-        default_factory=dict,
-        description='Tenant -> API key, as JSON: {"acme": "k-123"}. Empty: no authentication, '
-        "and the tenant comes from the X-Attune-Tenant header or the body (else the default).",
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Where a service listens. On any address but loopback, `attune run "
+        "ingest|query` refuses to start without its keys unless ATTUNE_ALLOW_OPEN is true.",
     )
-    default_tenant: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    http_port: Annotated[int, Field(ge=0, le=65_535)] = 8000
+    # Access: write keys, read keys, the explicit switch for running open, rate limits, CORS.
+    write_keys: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description='Tenant -> write keys, as JSON: {"acme": ["wk-...", "wk-..."]} (a single '
+        "key may be given as a string). A write key only ingests (events, content, the "
+        "Segment API): safe to ship in a browser or an app.",
+    )
+    read_keys: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description="Tenant -> read keys, as JSON like ATTUNE_WRITE_KEYS. A read key only "
+        "queries (recommendations, search, user profiles with their traits): keep it on "
+        "servers. Once any key is set, every API request needs a key of the right kind; with "
+        "none, the tenant comes from the X-Attune-Tenant header or the body (else the default).",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Removed: split into ATTUNE_WRITE_KEYS and ATTUNE_READ_KEYS; set, it "
+        "stops the start.",
+    )
+    allow_open: bool = Field(
+        default=False,
+        description="Serve ingest and query without keys on an address other than loopback "
+        "(ATTUNE_HTTP_HOST), e.g. behind a proxy that authenticates. Off: they refuse to start.",
+    )
+    rate_limit_per_s: Annotated[float, Field(ge=0)] = Field(
+        default=0.0,
+        description="Requests per second each API key may make (a token bucket per key and "
+        "process); over it, 429 with Retry-After. 0: no limit.",
+    )
+    rate_limit_burst: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=100, description="Requests a key may make at once before its rate applies."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the APIs, as JSON: ["https://shop.example"] '
+        '(or ["*"]). Empty: no CORS headers, preflights refused.',
+    )
+    default_tenant: str = Field(default="default", pattern=TENANT_PATTERN.pattern)
     max_body_bytes: Annotated[int, Field(ge=1_024)] = Field(
         default=5 * 1024 * 1024,
         description="Larger request bodies (also after gunzip) get 413; RudderStack sends 4 MB.",
@@ -259,6 +308,52 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port...], got {server!r}")
         return value
 
+    @field_validator("write_keys", "read_keys", mode="before")
+    @classmethod
+    def _one_key_may_be_a_string(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {t: [k] if isinstance(k, str | SecretStr) else k for t, k in value.items()}
+        return value
+
+    @field_validator("write_keys", "read_keys")
+    @classmethod
+    def _check_keys(cls, value: dict[str, list[SecretStr]]) -> dict[str, list[SecretStr]]:
+        check_keys(value)
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_removed(cls, value: SecretStr | None) -> None:
+        if value is not None:
+            raise ValueError(
+                "removed: put write keys (ingest only) in ATTUNE_WRITE_KEYS and read keys "
+                "(query) in ATTUNE_READ_KEYS, as JSON tenant -> list of keys; a key may be "
+                "in both to do both"
+            )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is no origin (scheme://host[:port], no path)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_tenant_per_key(self) -> Settings:
+        shared = shared_across_tenants(self.write_keys, self.read_keys)
+        if shared is not None:
+            raise ValueError(
+                f"ATTUNE_WRITE_KEYS of tenant {shared[0]!r} and ATTUNE_READ_KEYS of tenant "
+                f"{shared[1]!r} share a key: a key names one tenant"
+            )
+        return self
+
+    @property
+    def keys_required(self) -> bool:
+        """Whether the APIs authenticate: once any key is set, every request needs one."""
+        return bool(self.write_keys or self.read_keys)
+
     @property
     def resolved_embedding_model_path(self) -> Path | None:
         """Where the model is read from; None lets fastembed use its own cache/hub."""
@@ -277,9 +372,11 @@ def describe_validation_error(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
         field_path = ".".join(str(part) for part in problem["loc"])
-        variable = ENV_PREFIX + field_path.upper()
         # The offending value is left out on purpose: it may be a secret.
-        lines.append(f"{variable}: {problem['msg']}")
+        if field_path:
+            lines.append(f"{ENV_PREFIX + field_path.upper()}: {problem['msg']}")
+        else:  # a check across variables names them in its message
+            lines.append(problem["msg"])
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

@@ -1,6 +1,6 @@
 """Ingest's HTTP entry: validate, fill the tenant, publish, answer once stored.
 
-The route handlers depend only on the shared ``BrokerDep``, ``TenantDep`` and
+The route handlers depend only on the shared ``BrokerDep``, ``WriteTenantDep`` and
 ``SettingsDep``, so any app whose state holds a connected broker can mount them
 (:func:`services.ingest.service.mount` does).
 """
@@ -18,7 +18,7 @@ from faststream.kafka import KafkaBroker
 
 from schemas.api import Accepted, ContentBatchIn, ErrorDetail, ErrorResponse, EventBatchIn
 from schemas.common import utc_now
-from services.common.http import ERROR_RESPONSES, ApiError, SettingsDep, TenantDep
+from services.common.http import ERROR_RESPONSES, ApiError, SettingsDep, WriteTenantDep
 from services.common.settings import Settings
 from services.ingest.compression import IngestRoute
 from services.ingest.messages import (
@@ -72,7 +72,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-_WRITE_ERRORS = _errors(400, 401, 403, 413, 415, 422, 503)
+_WRITE_ERRORS = _errors(400, 401, 403, 413, 415, 422, 429, 503)
 
 
 @contextlib.contextmanager
@@ -127,14 +127,14 @@ native_router = APIRouter(route_class=IngestRoute)
     responses=_WRITE_ERRORS,
 )
 async def post_events(
-    body: EventBatchIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+    body: EventBatchIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
 ) -> Accepted:
     """Answers once the broker has stored every event (acks=all)."""
     with _as_http_errors():
         messages = event_messages(
             body.events,
             tenant,
-            from_key=bool(settings.api_keys),
+            from_key=settings.keys_required,
             received_at=utc_now(),
             field="events",
             max_skew=timedelta(seconds=settings.max_clock_skew_s),
@@ -151,12 +151,12 @@ async def post_events(
     responses=_WRITE_ERRORS,
 )
 async def post_content(
-    body: ContentBatchIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+    body: ContentBatchIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
 ) -> Accepted:
     """Answers once the broker has stored every item (acks=all)."""
     with _as_http_errors():
         messages = content_messages(
-            body.items, tenant, from_key=bool(settings.api_keys), received_at=utc_now()
+            body.items, tenant, from_key=settings.keys_required, received_at=utc_now()
         )
     await _publish(broker, settings, messages)
     return Accepted(accepted=len(messages), ids=[m.id for m in messages])
@@ -171,7 +171,7 @@ async def post_content(
 async def delete_content(
     item_id: Annotated[str, Path(min_length=1, max_length=256, pattern=r"\S")],
     broker: BrokerDep,
-    tenant: TenantDep,
+    tenant: WriteTenantDep,
     settings: SettingsDep,
     version: Annotated[
         int | None,
@@ -192,10 +192,10 @@ _SEGMENT_OPTIONS: dict[str, Any] = {"status_code": 200, "responses": _WRITE_ERRO
 async def _accept(
     body: SegmentBatch | SegmentTrackIn | SegmentPageIn | SegmentScreenIn | SegmentIdentifyIn,
     broker: BrokerDep,
-    tenant: TenantDep,
+    tenant: WriteTenantDep,
     settings: SettingsDep,
 ) -> SegmentAccepted:
-    from_key, received_at = bool(settings.api_keys), utc_now()
+    from_key, received_at = settings.keys_required, utc_now()
     with _as_http_errors():
         if isinstance(body, SegmentBatch):
             messages = event_messages(
@@ -222,7 +222,7 @@ async def _accept(
 
 @segment_router.post("/v1/batch", summary="Segment/RudderStack batch", **_SEGMENT_OPTIONS)
 async def segment_batch(
-    body: SegmentBatch, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+    body: SegmentBatch, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
 ) -> SegmentAccepted:
     """What the Segment and RudderStack SDKs post: a batch of calls."""
     return await _accept(body, broker, tenant, settings)
@@ -230,28 +230,28 @@ async def segment_batch(
 
 @segment_router.post("/v1/track", summary="Segment track call", **_SEGMENT_OPTIONS)
 async def segment_track(
-    body: SegmentTrackIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+    body: SegmentTrackIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
 ) -> SegmentAccepted:
     return await _accept(body, broker, tenant, settings)
 
 
 @segment_router.post("/v1/page", summary="Segment page call", **_SEGMENT_OPTIONS)
 async def segment_page(
-    body: SegmentPageIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+    body: SegmentPageIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
 ) -> SegmentAccepted:
     return await _accept(body, broker, tenant, settings)
 
 
 @segment_router.post("/v1/screen", summary="Segment screen call", **_SEGMENT_OPTIONS)
 async def segment_screen(
-    body: SegmentScreenIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+    body: SegmentScreenIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
 ) -> SegmentAccepted:
     return await _accept(body, broker, tenant, settings)
 
 
 @segment_router.post("/v1/identify", summary="Segment identify call", **_SEGMENT_OPTIONS)
 async def segment_identify(
-    body: SegmentIdentifyIn, broker: BrokerDep, tenant: TenantDep, settings: SettingsDep
+    body: SegmentIdentifyIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
 ) -> SegmentAccepted:
     return await _accept(body, broker, tenant, settings)
 

@@ -22,7 +22,7 @@ from schemas.query import (
     TrendingResponse,
     UserProfileResponse,
 )
-from services.common.http import ApiError, TenantDep
+from services.common.http import ApiError, ReadTenantDep
 from services.common.vectorindex import ItemFilter, NumericRange
 from services.query.engine import QueryEngine
 
@@ -140,7 +140,11 @@ def parse_filters(tenant: str, tags: list[str], conditions: list[str]) -> ItemFi
     return ItemFilter(tenant=tenant, tags_any=tags, metadata_equals=equals, metadata_ranges=ranges)
 
 
-async def get_item_filter(tenant: TenantDep, tags: Tags = [], filters: Filters = []) -> ItemFilter:  # noqa: B006
+async def get_item_filter(
+    tenant: ReadTenantDep,
+    tags: Tags = [],  # noqa: B006
+    filters: Filters = [],  # noqa: B006
+) -> ItemFilter:
     return parse_filters(tenant, tags, filters)
 
 
@@ -165,7 +169,7 @@ query_router = APIRouter(prefix="/v1", tags=["query"])
     summary="Personalized recommendations, each with the signals behind it",
 )
 async def recommendations(
-    user_id: UserIdPath, tenant: TenantDep, item_filter: ItemFilterDep, engine: EngineDep,
+    user_id: UserIdPath, tenant: ReadTenantDep, item_filter: ItemFilterDep, engine: EngineDep,
     limit: Limit = 10,
     exclude_seen: Annotated[bool, Query(description="Leave out what the user saw.")] = True,
     exclude: Exclude = [],  # noqa: B006
@@ -188,7 +192,9 @@ async def recommendations(
 
 
 @query_router.post("/search", summary="Semantic search, optionally personalized")
-async def search(request: SearchRequest, tenant: TenantDep, engine: EngineDep) -> SearchResponse:
+async def search(
+    request: SearchRequest, tenant: ReadTenantDep, engine: EngineDep
+) -> SearchResponse:
     personalized, items = await engine.search(
         tenant, request.query, limit=request.limit,
         item_filter=filters_from_body(tenant, request.filters), user_id=request.user_id,
@@ -200,7 +206,7 @@ async def search(request: SearchRequest, tenant: TenantDep, engine: EngineDep) -
 
 @query_router.get("/items/{item_id}/similar", summary="Items similar to one item")
 async def similar(
-    item_id: Annotated[str, Path(min_length=1, max_length=256)], tenant: TenantDep,
+    item_id: Annotated[str, Path(min_length=1, max_length=256)], tenant: ReadTenantDep,
     item_filter: ItemFilterDep, engine: EngineDep, limit: Limit = 10,
 ) -> SimilarItemsResponse:  # fmt: skip
     items = await engine.similar(tenant, item_id, limit=limit, item_filter=item_filter)
@@ -211,7 +217,7 @@ async def similar(
 
 @query_router.get("/users/{user_id}", summary="The user's folded model, readable")
 async def user_profile(
-    user_id: UserIdPath, tenant: TenantDep, engine: EngineDep
+    user_id: UserIdPath, tenant: ReadTenantDep, engine: EngineDep
 ) -> UserProfileResponse:
     found = await engine.profile(tenant, user_id)
     if found is None:
@@ -244,7 +250,7 @@ async def user_profile(
 
 @query_router.get("/trending", summary="What is popular now (time-decayed)")
 async def trending(
-    tenant: TenantDep, item_filter: ItemFilterDep, engine: EngineDep, limit: Limit = 10
+    tenant: ReadTenantDep, item_filter: ItemFilterDep, engine: EngineDep, limit: Limit = 10
 ) -> TrendingResponse:
     items = await engine.trending(tenant, limit=limit, item_filter=item_filter)
     return TrendingResponse(tenant=tenant, items=items)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from services.app.names import SERVICES
-from services.common.settings import ENV_PREFIX, Settings, load_settings
+from services.app.bootstrap import check_access_for
+from services.app.names import SERVICES, Service
+from services.common.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 from tests.deploy.files import (
     K8S_BASE,
     K8S_PRODUCTION,
@@ -32,7 +33,14 @@ SECRET_VARIABLES = {
     "ATTUNE_REDIS_URL",
     "ATTUNE_QDRANT_API_KEY",
     "ATTUNE_KAFKA_SASL_PASSWORD",
-    "ATTUNE_API_KEYS",
+    "ATTUNE_WRITE_KEYS",
+    "ATTUNE_READ_KEYS",
+}
+KEY_VARIABLES = ("ATTUNE_WRITE_KEYS", "ATTUNE_READ_KEYS")
+# What an operator puts in the Secret instead of the placeholders.
+REAL_KEYS = {
+    "ATTUNE_WRITE_KEYS": '{"acme": ["wk-3c9e1a7f5b2d8046"]}',
+    "ATTUNE_READ_KEYS": '{"acme": ["rk-8f2d6b0a4e1c9573"]}',
 }
 
 
@@ -140,7 +148,15 @@ def test_each_container_has_a_valid_production_configuration(
         "ATTUNE_HTTP_PORT",
     ):
         assert env.get(required), f"{where}: {required} is not set"
+    if where.startswith("k8s"):
+        # the Secret's placeholder keys stop every pod until they are replaced
+        with pytest.raises(SettingsError) as refused:
+            load_with(monkeypatch, env)
+        assert all(variable in str(refused.value) for variable in KEY_VARIABLES), where
+        assert all("placeholder" in line for line in str(refused.value).splitlines()[1:])
+        env = {**env, **REAL_KEYS}
     settings = load_with(monkeypatch, env)  # validates every value
+    check_access_for(settings, [Service(service)])  # `attune run` would start
     assert settings.vector_index == "qdrant", "Qdrant Edge is in-process only"
     assert settings.qdrant_url is not None
     assert settings.http_host == "0.0.0.0"

@@ -334,7 +334,8 @@ def test_the_base_secret_holds_only_marked_placeholders() -> None:
         "ATTUNE_REDIS_URL",
         "ATTUNE_QDRANT_API_KEY",
         "ATTUNE_KAFKA_SASL_PASSWORD",
-        "ATTUNE_API_KEYS",
+        "ATTUNE_WRITE_KEYS",
+        "ATTUNE_READ_KEYS",
     }
     for key, value in secret["stringData"].items():
         assert "CHANGE-ME" in value.upper(), f"{key} is not a marked placeholder"

@@ -72,3 +72,46 @@ def test_an_unknown_service_is_refused() -> None:
     result = subprocess.run([str(attune), "run", "nope"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "'nope' is not one of" in " ".join(result.stderr.split())
+
+
+def _attune_run(service: str, tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`attune run <service>` with only the given ATTUNE_* variables; one that starts
+    serving instead of refusing is killed by the timeout (and the test fails)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNE_")}
+    env |= {
+        "ATTUNE_HTTP_PORT": str(free_port()),
+        "ATTUNE_VECTOR_INDEX_PATH": str(tmp_path / "vectors"),
+        **variables,
+    }
+    attune = Path(sys.executable).with_name("attune")
+    return subprocess.run(
+        [str(attune), "run", service], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "variable"), [("query", "ATTUNE_READ_KEYS"), ("ingest", "ATTUNE_WRITE_KEYS")]
+)
+def test_an_api_on_a_public_address_without_keys_does_not_start(
+    tmp_path: Path, service: str, variable: str
+) -> None:
+    result = _attune_run(service, tmp_path, ATTUNE_HTTP_HOST="0.0.0.0")
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"refusing to serve the {service} API without keys on 0.0.0.0" in message
+    assert variable in message
+    assert "ATTUNE_ALLOW_OPEN=true" in message
+
+
+def test_a_placeholder_key_does_not_start(tmp_path: Path) -> None:
+    result = _attune_run(
+        "ingest",
+        tmp_path,
+        ATTUNE_HTTP_HOST="0.0.0.0",
+        ATTUNE_WRITE_KEYS='{"change-me-tenant": ["CHANGE-ME-write-key"]}',
+    )
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "ATTUNE_WRITE_KEYS" in message
+    assert "placeholder" in message
+    assert "CHANGE-ME-write-key" not in message

@@ -34,7 +34,7 @@ from services.ingest.publish import bare_producer
 
 pytestmark = pytest.mark.integration
 
-KEYS = {"acme": "wk-acme-123", "globex": "wk-globex-456"}
+KEYS = {"acme": "wk-acme-7d2f9e4b1c", "globex": "wk-globex-3a8c6e0f2d"}
 WHEN = datetime(2024, 5, 1, 12, 0, 0, 123_000, tzinfo=UTC)
 
 
@@ -107,7 +107,7 @@ def _value(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def keyed_settings(stack_settings: Settings) -> Settings:
     return stack_settings.model_copy(
-        update={"api_keys": {tenant: SecretStr(key) for tenant, key in KEYS.items()}}
+        update={"write_keys": {tenant: [SecretStr(key)] for tenant, key in KEYS.items()}}
     )
 
 

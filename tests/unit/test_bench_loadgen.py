@@ -112,8 +112,9 @@ def test_parse_metrics() -> None:
 def test_settings_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ATTUNE_HTTP_PORT", "1")  # the parent's own ATTUNE_* never leak through
     settings = Settings(
-        http_port=8123, kafka_enable_idempotence=False, api_keys={"acme": "k-1"},
-        event_weights={"view": 2.0},
+        http_port=8123, kafka_enable_idempotence=False, event_weights={"view": 2.0},
+        write_keys={"acme": ["wk-acme-5e1d9c3b7a"]}, read_keys={"acme": ["rk-acme-2b8f4a6c0e"]},
+        cors_origins=["https://shop.example"],
     )  # fmt: skip
     env = settings_env(settings)
     assert env["ATTUNE_HTTP_PORT"] == "8123"

@@ -22,7 +22,7 @@ from services.common.kafka import make_broker
 from services.common.settings import Settings
 from services.ingest import mount
 
-KEYS = {"acme": "k-acme", "globex": "k-globex"}
+KEYS = {"acme": "wk-acme-4f9c2d7e1b", "globex": "wk-globex-8a3e6b0d5c"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def event(message_id: str = "m-1", user_id: str = "u-1", **fields: Any) -> dict[
 
 
 def unit_settings(**overrides: Any) -> Settings:
-    base: dict[str, Any] = {"api_keys": {}, "default_tenant": "default"}
+    base: dict[str, Any] = {"write_keys": {}, "read_keys": {}, "default_tenant": "default"}
     return Settings(**{**base, **overrides})
 
 
@@ -99,6 +99,6 @@ async def ingest() -> AsyncIterator[Ingest]:
 @pytest.fixture
 async def keyed() -> AsyncIterator[Ingest]:
     """API keys configured: every request needs one, and it names the tenant."""
-    keys = {tenant: SecretStr(key) for tenant, key in KEYS.items()}
-    async with running_ingest(unit_settings(api_keys=keys)) as running:
+    keys = {tenant: [SecretStr(key)] for tenant, key in KEYS.items()}
+    async with running_ingest(unit_settings(write_keys=keys)) as running:
         yield running

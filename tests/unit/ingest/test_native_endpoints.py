@@ -80,7 +80,7 @@ async def test_an_invalid_tenant_header_is_422(ingest: Ingest) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [bearer("acme"), {"X-API-Key": "k-acme"}, basic("k-acme")],
+    [bearer("acme"), {"X-API-Key": "wk-acme-4f9c2d7e1b"}, basic("wk-acme-4f9c2d7e1b")],
     ids=["bearer", "x-api-key", "basic-user"],
 )
 async def test_the_api_key_names_the_tenant(keyed: Ingest, headers: dict[str, str]) -> None:

@@ -32,13 +32,13 @@ def sdk_message(message_id: str, user_id: str = "u-1", **fields: Any) -> dict[st
     }
 
 
-def sdk_body(*messages: dict[str, Any], write_key: str = "k-acme") -> dict[str, Any]:
+def sdk_body(*messages: dict[str, Any], write_key: str = "wk-acme-4f9c2d7e1b") -> dict[str, Any]:
     return {"batch": list(messages), "sentAt": "2024-05-01T12:00:01+00:00", "writeKey": write_key}
 
 
 async def test_an_sdk_batch_is_200_with_success(keyed: Ingest) -> None:
     body = sdk_body(sdk_message("m-1"), sdk_message("m-2", "u-2"))
-    answer = await keyed.http.post("/v1/batch", json=body, headers=basic("k-acme"))
+    answer = await keyed.http.post("/v1/batch", json=body, headers=basic("wk-acme-4f9c2d7e1b"))
     assert answer.status_code == 200, answer.text  # RudderStack accepts 200 only
     assert answer.json() == {"success": True, "accepted": 2, "ids": ["m-1", "m-2"], "ignored": []}
 
@@ -60,7 +60,7 @@ async def test_a_gzipped_batch_is_inflated(keyed: Ingest) -> None:
         "/v1/batch",
         content=gzip.compress(raw),
         headers={
-            **basic("k-acme"),
+            **basic("wk-acme-4f9c2d7e1b"),
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
         },
@@ -90,7 +90,7 @@ async def test_single_calls_take_their_type_from_the_path(
     keyed: Ingest, path: str, body: dict[str, Any], expected: dict[str, Any]
 ) -> None:
     call = {"messageId": "m-1", "userId": "u-7", **body}
-    answer = await keyed.http.post(path, json=call, headers=basic("k-globex"))
+    answer = await keyed.http.post(path, json=call, headers=basic("wk-globex-8a3e6b0d5c"))
     assert answer.status_code == 200, answer.text
     assert answer.json()["success"] is True
     [published] = keyed.on(EVENTS.name)
@@ -131,7 +131,7 @@ async def test_errors_carry_segments_top_level_code_and_message(keyed: Ingest) -
     """Both SDKs read body['code'] and body['message'] on an error; RudderStack retries a
     4xx without them instead of giving up."""
     bad = sdk_body(sdk_message("m-1"), {**sdk_message("m-2"), "messageId": None})
-    answer = await keyed.http.post("/v1/batch", json=bad, headers=basic("k-acme"))
+    answer = await keyed.http.post("/v1/batch", json=bad, headers=basic("wk-acme-4f9c2d7e1b"))
     assert answer.status_code == 422
     body = answer.json()
     assert body["code"] == body["error"]["code"] == "validation_error"
@@ -144,7 +144,7 @@ async def test_errors_carry_segments_top_level_code_and_message(keyed: Ingest) -
     assert unauthorized.json()["code"] == "unauthorized"
 
     other = sdk_body(sdk_message("m-3", tenant="globex"))
-    forbidden = await keyed.http.post("/v1/batch", json=other, headers=basic("k-acme"))
+    forbidden = await keyed.http.post("/v1/batch", json=other, headers=basic("wk-acme-4f9c2d7e1b"))
     assert forbidden.status_code == 403
     assert forbidden.json()["code"] == "tenant_mismatch"
     assert forbidden.json()["error"]["details"][0]["field"] == "batch.0.tenant"
@@ -152,7 +152,7 @@ async def test_errors_carry_segments_top_level_code_and_message(keyed: Ingest) -
 
 async def test_a_single_call_mismatching_tenant_names_the_field(keyed: Ingest) -> None:
     call = {**event(), "tenant": "globex"}
-    answer = await keyed.http.post("/v1/track", json=call, headers=basic("k-acme"))
+    answer = await keyed.http.post("/v1/track", json=call, headers=basic("wk-acme-4f9c2d7e1b"))
     assert answer.status_code == 403
     assert answer.json()["error"]["details"][0]["field"] == "tenant"
 
