@@ -43,7 +43,13 @@ from tests.faults.conftest import (
     synthetic_events,
 )
 
-GOOD, HOSTILE = "good", "hostile"
+GOOD, HOSTILE, META = "good", "hostile", "meta"
+WRITE = {t: f"write-key-of-{t}-0123456789" for t in (GOOD, HOSTILE, META)}
+READ = {t: f"read-key-of-{t}-0123456789" for t in (GOOD, HOSTILE)}
+KEYS_ENV = {
+    "ATTUNE_WRITE_KEYS": json.dumps({t: [k] for t, k in WRITE.items()}),
+    "ATTUNE_READ_KEYS": json.dumps({t: [k] for t, k in READ.items()}),
+}
 HOARDER = "hoarder"  # the hostile user with 10,000 distinct event names
 GOOD_ITEMS = [(f"g{n}", f"Good item {n}", f"A plain description of item {n}.") for n in range(12)]
 EVENT_NAME_FLOOD = 10_000
@@ -66,6 +72,14 @@ class Answers:
                 f"{what}: {response.status_code} (expected {expected}) {response.text[:300]}"
             )
         return response
+
+
+def writer(tenant: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {WRITE[tenant]}"}
+
+
+def reader(tenant: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {READ[tenant]}"}
 
 
 def event(user: str, message_id: str, **fields: Any) -> dict[str, Any]:
@@ -94,7 +108,7 @@ def http_service(
     service: str, settings: Settings, log: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], httpx.AsyncClient]]:
     port = free_port()
-    with attune_process(service, settings, log, port=port) as process:
+    with attune_process(service, settings, log, port=port, extra_env=KEYS_ENV) as process:
         yield process, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
 
 
@@ -162,7 +176,7 @@ async def send_http_traffic(
 ) -> int:
     """Good and hostile requests, interleaved; returns how many content items ingest
     accepted (the embedder must read them all)."""
-    good, hostile = {"X-Attune-Tenant": GOOD}, {"X-Attune-Tenant": HOSTILE}
+    good, hostile = writer(GOOD), writer(HOSTILE)
     items = [
         {"item_id": i, "title": t, "description": d, "tags": ["good"]} for i, t, d in GOOD_ITEMS
     ]
@@ -221,9 +235,9 @@ async def send_http_traffic(
         {"item_id": "watermarks/attune.content", "title": "Not a watermark", "description": "x"},
         {"item_id": "g1", "title": "Hostile copy of g1", "description": "Same id, other tenant."},
     ]
-    for tenant, expected in (("meta", (202, 422)), (HOSTILE, (202,))):
+    for tenant, expected in ((META, (202, 422)), (HOSTILE, (202,))):
         response = await ingest.post(
-            "/v1/content", json={"items": colliding}, headers={"X-Attune-Tenant": tenant}
+            "/v1/content", json={"items": colliding}, headers=writer(tenant)
         )
         answers.check(f"colliding ids ({tenant})", response, *expected)
         if response.status_code == 202:
@@ -237,19 +251,15 @@ async def send_http_traffic(
         await ingest.post("/v1/events", json={"events": odd_users}, headers=hostile),
         202,
     )
-    for tenant in ("../etc", "Upper Case", "x" * 100):
-        answers.check(
-            f"bad tenant {tenant[:10]}",
-            await ingest.post(
-                "/v1/events",
-                json={"events": [event("u", "m")]},
-                headers={"X-Attune-Tenant": tenant},
-            ),
-            400,
-            401,
-            403,
-            422,
-        )
+    one = {"events": [event("u", "m")]}
+    for tenant in ("../etc", "Upper Case", "x" * 100, "unknown", GOOD):
+        # a tenant named beside the hostile key: malformed, unknown, or another's
+        headers = {**hostile, "X-Attune-Tenant": tenant}
+        response = await ingest.post("/v1/events", json=one, headers=headers)
+        answers.check(f"tenant {tenant[:10]} with the hostile key", response, 400, 403, 422)
+    for key in ("no-such-key-0123456789", READ[HOSTILE], ""):
+        response = await ingest.post("/v1/events", json=one, headers={"X-API-Key": key})
+        answers.check(f"key {key[:10]!r}", response, 401, 403)
     for method in ("BREW", "PROPFIND", "TRACE"):
         response = await ingest.request(method, "/v1/events", headers=hostile)
         answers.check(f"{method} /v1/events", response, 400, 404, 405, 501)
@@ -322,17 +332,15 @@ async def test_hostile_input_breaks_nothing(
             for item_id, _, _ in GOOD_ITEMS:
                 answers.check(
                     f"good item {item_id}",
-                    await query.get(
-                        f"/v1/items/{item_id}/similar", headers={"X-Attune-Tenant": GOOD}
-                    ),
+                    await query.get(f"/v1/items/{item_id}/similar", headers=reader(GOOD)),
                     200,
                 )
             for tenant in (GOOD, HOSTILE):
-                headers = {"X-Attune-Tenant": tenant}
+                headers = reader(tenant)
                 answers.check(
                     f"trending {tenant}", await query.get("/v1/trending", headers=headers), 200
                 )
-            hostile = {"X-Attune-Tenant": HOSTILE}
+            hostile = reader(HOSTILE)
             for user in (HOARDER, "r1", "a:b", "}{"):
                 answers.check(
                     f"profile {user}", await query.get(f"/v1/users/{user}", headers=hostile), 200
@@ -342,6 +350,17 @@ async def test_hostile_input_breaks_nothing(
                     await query.get(f"/v1/users/{user}/recommendations", headers=hostile),
                     200,
                 )
+            crossing = {**hostile, "X-Attune-Tenant": GOOD}
+            answers.check(
+                "a read key naming another tenant",
+                await query.get("/v1/users/u1", headers=crossing),
+                403,
+            )
+            answers.check(
+                "a write key on the query API",
+                await query.get("/v1/trending", headers=writer(GOOD)),
+                403,
+            )
             for method in ("BREW", "PROPFIND"):
                 answers.check(
                     f"{method} /v1/trending",
