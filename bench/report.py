@@ -90,6 +90,14 @@ def fmt_ratio(figure: Figure) -> str:
     return f"{ratio:.1f}x" if figure.unit == "ms" else f"{ratio:.2f}x"
 
 
+def fmt_failures(figure: Figure) -> str:
+    """How many requests, probes or checks failed, by reason: "0", or "3 (503: 2, ...)"."""
+    if not figure.failed:
+        return "0"
+    reasons = ", ".join(f"{reason}: {count:,}" for reason, count in figure.failures.items())
+    return f"{figure.failed:,} ({reasons})"
+
+
 def fmt_met(met: bool | None) -> str:
     return {True: "yes", False: "NO", None: "n/a"}[met]
 
@@ -104,6 +112,7 @@ def rows(results: Results) -> list[list[str]]:
         [
             f.title,
             fmt_measured(f),
+            fmt_failures(f),
             fmt_value(f.raw, f.unit),
             fmt_ratio(f),
             f.target.text if f.target else "-",
@@ -113,7 +122,8 @@ def rows(results: Results) -> list[list[str]]:
     ]
 
 
-HEADER = ["figure", "measured", "raw limit", "ratio", "target", "met?"]
+HEADER = ["figure", "measured", "failed", "raw limit", "ratio", "target", "met?"]
+RAW_COLUMN = HEADER.index("raw limit")
 
 
 def print_table(results: Results, console: Console) -> None:
@@ -130,7 +140,7 @@ def markdown_table(results: Results) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for figure, row in zip(ordered(results.figures), rows(results), strict=True):
         if figure.raw_label and figure.raw is not None:
-            row[2] = f"{row[2]} ({figure.raw_label})"
+            row[RAW_COLUMN] = f"{row[RAW_COLUMN]} ({figure.raw_label})"
         row[-1] = f"**{row[-1]}**" if row[-1] == "NO" else row[-1]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     return "\n".join(lines)
