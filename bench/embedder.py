@@ -143,7 +143,7 @@ async def run(ctx: Context) -> None:
     passes = [count / sum(seconds), count / sum(again)]
     raw_rate = sum(passes) / 2
     ctx.say(f"  fastembed alone, again: {passes[1]:,.0f} docs/s")
-    rate = count / consumer.seconds
+    rate = consumer.rate
 
     def delta(name: str, **labels: str) -> float:
         return metric(samples, name, **labels) - metric(before, name, **labels)
@@ -165,8 +165,10 @@ async def run(ctx: Context) -> None:
             raw=raw_rate,
             raw_label="fastembed alone, same texts and batch size",
             target=TARGET,
+            failures=consumer.failures,
             details={
                 "documents": count,
+                "documents_timed": consumer.counted,
                 "batch_size": batch,
                 "consumer_seconds": consumer.seconds,
                 "timed_out": consumer.timed_out,
@@ -183,7 +185,7 @@ async def run(ctx: Context) -> None:
         )
     )
     ctx.say(
-        f"  attune run embedder: {rate:,.0f} docs/s ({indexed:,} indexed); "
+        f"  attune run embedder: {rate or 0:,.0f} docs/s ({indexed:,} indexed); "
         f"{embed_s:.1f} s of {consumer.seconds:.1f} s embedding"
     )
     if figure.met is False and ctx.profiles:

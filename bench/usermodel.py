@@ -198,7 +198,7 @@ async def run(ctx: Context) -> None:
         f"bulk load (services.app.datasets.produce) of {count:,} MovieLens ratings: "
         f"{count / produce_s:,.0f} events/s"
     )
-    rate = count / consumer.seconds
+    rate = consumer.rate
     batches = metric(samples, "attune_consumer_batch_size_count", consumer=group)
     batch_s = metric(samples, "attune_consumer_batch_duration_seconds_sum", consumer=group)
     figure = ctx.results.add(
@@ -210,8 +210,10 @@ async def run(ctx: Context) -> None:
             raw=raw_rate,
             raw_label="Redis pipeline of the same commands, no Kafka, no Python fold",
             target=TARGET,
+            failures=consumer.failures,
             details={
                 "events": count,
+                "events_timed": consumer.counted,
                 "consumer_seconds": consumer.seconds,
                 "timed_out": consumer.timed_out,
                 "batches": batches,
@@ -230,7 +232,7 @@ async def run(ctx: Context) -> None:
         )
     )
     ctx.say(
-        f"  attune run usermodel: {rate:,.0f} events/s (Redis busy "
+        f"  attune run usermodel: {rate or 0:,.0f} events/s (Redis busy "
         f"{live_cpu / consumer.seconds:.0%})"
     )
     await replay_figure(ctx, fold_rate)
