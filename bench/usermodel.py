@@ -6,17 +6,21 @@ consumer's size:
 1. the fold alone: ``UserModelFolder.fold`` on decoded events, no Kafka (a breakdown);
    every Redis pipeline it sends is recorded;
 2. the raw limit: those recorded pipelines (the same EVALSHA calls on the same keys
-   with the same arguments) replayed on an emptied namespace: Redis and its Lua work
-   with no Kafka and no Python fold;
+   with the same arguments, each after the same ``SCRIPT EXISTS``) replayed on an
+   emptied namespace as the fold sent them: a batch's lanes concurrently, each lane's
+   pipelines in order. Redis and its Lua work with no Kafka and no Python fold;
 3. the figure: the events produced to the events topic, then ``attune run usermodel``
-   folding them live, from its first consumed batch to its /metrics counting all;
+   folding them live, timed from the last /metrics scrape where it had read nothing to
+   the first where it had folded them all (see ``ConsumerClock``);
 4. the replay: the whole events topic folded again into a fresh namespace, as
    ``attune replay usermodel`` does, timed, and its digest compared with the live one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,11 +52,47 @@ REPLAY_TARGET = Target("at_least", 20_000, ">= 20,000 events/s, same digest as l
 PARTITIONS = 6
 CONSUMED = "attune_consumer_messages_total"
 
-Recorded = list[list[tuple[tuple[Any, ...], dict[str, Any]]]]
+Commands = list[tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+@dataclass
+class RecordedPipeline:
+    """One pipeline as the fold executed it: its commands, and the scripts the client
+    makes sure of first (``SCRIPT EXISTS``, one more round trip, as it does live)."""
+
+    commands: Commands
+    scripts: list[Any]
+
+
+@dataclass
+class Recorded:
+    """The fold's pipelines, batch by batch; within a batch, lane by lane (each lane is
+    the task that ran it), in the order each lane executed them."""
+
+    batches: list[dict[int, list[RecordedPipeline]]] = field(default_factory=list)
+
+    def next_batch(self) -> None:
+        self.batches.append({})
+
+    def add(self, pipeline: RecordedPipeline) -> None:
+        if not self.batches:
+            self.next_batch()
+        lane = id(asyncio.current_task())
+        self.batches[-1].setdefault(lane, []).append(pipeline)
+
+    @property
+    def pipelines(self) -> int:
+        return sum(len(lane) for batch in self.batches for lane in batch.values())
+
+    @property
+    def commands(self) -> int:
+        return sum(
+            len(pipe.commands) for batch in self.batches for lane in batch.values() for pipe in lane
+        )
 
 
 def record_pipelines(redis: Redis, log: Recorded) -> None:
-    """Make every pipeline of ``redis`` append its commands to ``log`` when executed."""
+    """Make every pipeline of ``redis`` add its commands to ``log`` when executed."""
     original = redis.pipeline
 
     def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Any:
@@ -60,7 +100,8 @@ def record_pipelines(redis: Redis, log: Recorded) -> None:
         execute = pipe.execute
 
         async def recorded(raise_on_error: bool = True) -> list[Any]:
-            log.append([(tuple(args), dict(options)) for args, options in pipe.command_stack])
+            commands = [(tuple(args), dict(options)) for args, options in pipe.command_stack]
+            log.add(RecordedPipeline(commands, list(pipe.scripts)))
             return await execute(raise_on_error=raise_on_error)
 
         setattr(pipe, "execute", recorded)  # noqa: B010 - an instance attribute on purpose
@@ -70,11 +111,19 @@ def record_pipelines(redis: Redis, log: Recorded) -> None:
 
 
 async def replay(redis: Redis, log: Recorded) -> None:
-    for commands in log:
-        pipe = redis.pipeline(transaction=False)
-        for args, options in commands:
-            pipe.execute_command(*args, **options)
-        await pipe.execute()
+    """Send the recorded pipelines as the fold sent them: a batch's lanes concurrently,
+    each on its own connection, its pipelines in order; batch after batch."""
+
+    async def lane(pipelines: list[RecordedPipeline]) -> None:
+        for recorded in pipelines:
+            pipe = redis.pipeline(transaction=False)
+            pipe.scripts.update(recorded.scripts)
+            for args, options in recorded.commands:
+                pipe.execute_command(*args, **options)
+            await pipe.execute()
+
+    for batch in log.batches:
+        await asyncio.gather(*(lane(pipelines) for pipelines in batch.values()))
 
 
 async def redis_cpu_seconds(redis: Redis) -> float:
@@ -154,7 +203,7 @@ async def run(ctx: Context) -> None:
     redis = make_redis(ctx.settings)
     try:
         namespace = f"bench-fold-{ctx.run_id}"
-        log: Recorded = []
+        log = Recorded()
         recording = make_redis(ctx.settings)
         record_pipelines(recording, log)
         folder = UserModelFolder(recording, config)
@@ -162,13 +211,14 @@ async def run(ctx: Context) -> None:
         with rich_progress("fold alone (no Kafka)", console=ctx.console) as progress:
             began = time.perf_counter()
             for start in range(0, count, batch):
+                log.next_batch()
                 await folder.fold(decoded[start : start + batch], keys)
                 progress(min(start + batch, count), count)
             fold_s = time.perf_counter() - began
         await recording.aclose()
         await delete_namespace(redis, namespace)
 
-        commands = sum(len(c) for c in log)
+        commands = log.commands
         await redis.config_resetstat()
         cpu_before = await redis_cpu_seconds(redis)
         began = time.perf_counter()
@@ -221,7 +271,7 @@ async def run(ctx: Context) -> None:
                 "batch_seconds_in_service": batch_s,
                 "fold_alone_events_per_s": fold_rate,
                 "redis_commands": commands,
-                "redis_pipelines": len(log),
+                "redis_pipelines": log.pipelines,
                 "redis_cpu_s_replay": replay_cpu,
                 "redis_bound_events_per_s": count / replay_cpu if replay_cpu else None,
                 "redis_cpu_s_live": live_cpu,
@@ -317,11 +367,14 @@ async def replay_figure(ctx: Context, fold_rate: float) -> None:
 
 
 __all__ = [
+    "Recorded",
+    "RecordedPipeline",
     "delete_namespace",
     "fold_live",
     "fold_live_only",
     "record_pipelines",
     "replay",
     "replay_figure",
+    "replay_verdict",
     "run",
 ]
