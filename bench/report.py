@@ -73,6 +73,8 @@ def fmt_value(value: float | None, unit: str) -> str:
         return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
     if unit == "exponent":
         return f"{value:.2f}"
+    if unit == "x":
+        return f"{value:.2f}x"
     if unit == "B":
         return f"{value:,.0f} B"
     return f"{value:,.0f} {unit}"
