@@ -220,6 +220,8 @@ async def run(ctx: Context) -> None:
                 "probe_errors": [p["error"] for p in probes if "error" in p][:5],
                 "post_ms": summarize([p["post_ms"] for p in probes if "post_ms" in p]),
                 "poll_every_ms": POLL_EVERY_S * 1000,
+                "probe_every_ms": PROBE_EVERY_S * 1000,
+                "body_events": BATCH,
                 "background_events_per_s": load["events_per_s"],
                 "background_post_ms": summarize(load["latencies_ms"]),
                 "background_lateness_ms": summarize(load["lateness_ms"]),

@@ -90,6 +90,7 @@ class Results:
     series: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    workload: dict[str, Any] = field(default_factory=dict)
 
     def add(self, figure: Figure) -> Figure:
         self.figures = [f for f in self.figures if f.key != figure.key] + [figure]
@@ -120,6 +121,7 @@ class Results:
             series=data.get("series", {}),
             phases=data.get("phases", {}),
             notes=data.get("notes", []),
+            workload=data.get("workload", {}),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -135,6 +137,7 @@ class Results:
             "series": self.series,
             "phases": self.phases,
             "notes": self.notes,
+            "workload": self.workload,
         }
 
 
