@@ -37,9 +37,7 @@ def _command() -> str:
 
 @bench_app.callback(invoke_without_command=True)
 def bench(
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Small sizes: a few minutes, for trying it out.")
-    ] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes, for trying it out.")] = False,
     only: Annotated[
         list[str] | None,
         typer.Option(
@@ -58,8 +56,8 @@ def bench(
         bool | None,
         typer.Option(
             "--write-docs/--no-write-docs",
-            help="Write docs/benchmarks.md and its plots. Default: only after a full run "
-            "(neither --quick nor --only).",
+            help="Write docs/benchmarks.md, its results (docs/benchmarks.json) and its plots. "
+            "Default: only after a full run (neither --quick nor --only).",
         ),
     ] = None,
     docs: Annotated[Path, typer.Option(help="Where --write-docs writes.")] = DEFAULT_DOCS,
@@ -76,7 +74,8 @@ def bench(
         ),
     ] = None,
 ) -> None:
-    """Run the benchmarks (about 10 minutes on two cores; --quick: about 3)."""
+    """Run the benchmarks (docs/benchmarks.md says how long the last run took)."""
+    from bench import docs as docs_page
     from bench import report
     from bench.run import Options, run_bench, select_phases
     from services.app.embedded import StackError
@@ -91,7 +90,7 @@ def bench(
         plots = report.plots(results, out)
         report.print_table(results, console)
         if write_docs:
-            console.print(f"docs: {report.write_docs(results, docs, plots)}")
+            console.print(f"docs: {docs_page.write_docs(results, docs, plots)}")
         return
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("faststream").setLevel(logging.WARNING)
@@ -115,7 +114,7 @@ def bench(
     report.print_table(results, console)
     console.print(f"results: {path}; plots: {', '.join(p.name for p in plots) or 'none'}")
     if write_docs if write_docs is not None else not (quick or only):
-        written = report.write_docs(results, docs, plots)
+        written = docs_page.write_docs(results, docs, plots)
         console.print(f"docs: {written}")
     console.print(f"took {results.duration_s / 60:.1f} min; load average {results.load_after}")
 

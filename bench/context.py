@@ -99,7 +99,6 @@ class Context:
     run_id: str
     profiles: bool = True
     vectors: Vectors | None = None
-    synthetic_vectors: int = 0
     events_on_topic: int = 0
     """Events produced to the events topic so far in this run."""
     events_folded: int = 0

@@ -26,7 +26,7 @@ import numpy as np
 from bench.context import Context
 from bench.results import Figure, Target
 from bench.services import Sample, follow_consumer, metric, scrape, wait_for_metric
-from bench.workloads import perturbed, vectors_cache_key
+from bench.workloads import vectors_cache_key
 from services.app.datasets import produce, rich_progress
 from services.common.vectorindex import open_vector_index
 from services.embedder import consumer_group
@@ -58,9 +58,9 @@ async def _embed_chunks(
 
 
 async def ensure_vectors(ctx: Context, *, measured: np.ndarray | None = None) -> None:
-    """A vector for every film in ``ctx.vectors``: the cache if it matches the rows just
-    measured, else embedding the rest (a full run) or, in a quick run, synthetic vectors
-    near the measured ones (said in the results)."""
+    """A vector for every film in ``ctx.vectors``, its own embedding: the cache if it
+    matches the rows just measured, else embedding the rest (quick runs too: the query
+    figures search the films' real vectors)."""
     if ctx.vectors is not None:
         return
     texts = ctx.data.texts
@@ -76,16 +76,6 @@ async def ensure_vectors(ctx: Context, *, measured: np.ndarray | None = None) ->
             return
     done = measured if measured is not None else np.zeros((0, 0), dtype=np.float32)
     batch = ctx.settings.consumer_max_records
-    if ctx.quick and len(done):
-        rng = np.random.default_rng(3)
-        sources = rng.integers(0, len(done), size=len(texts) - len(done)).tolist()
-        ctx.vectors = np.concatenate([done, perturbed(done, sources, seed=3)]).astype(np.float32)
-        ctx.synthetic_vectors = len(texts) - len(done)
-        ctx.results.notes.append(
-            f"quick run without a vector cache: {ctx.synthetic_vectors} films got synthetic "
-            "vectors (near embedded ones) instead of their embedding"
-        )
-        return
     rest, _ = await _embed_chunks(ctx, texts[len(done) :], batch, "embedding the other films")
     ctx.vectors = rest if not len(done) else np.concatenate([done, rest]).astype(np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +133,7 @@ async def run(ctx: Context) -> None:
     passes = [count / sum(seconds), count / sum(again)]
     raw_rate = sum(passes) / 2
     ctx.say(f"  fastembed alone, again: {passes[1]:,.0f} docs/s")
-    rate = count / consumer.seconds
+    rate = consumer.rate
 
     def delta(name: str, **labels: str) -> float:
         return metric(samples, name, **labels) - metric(before, name, **labels)
@@ -165,8 +155,10 @@ async def run(ctx: Context) -> None:
             raw=raw_rate,
             raw_label="fastembed alone, same texts and batch size",
             target=TARGET,
+            failures=consumer.failures,
             details={
                 "documents": count,
+                "documents_timed": consumer.counted,
                 "batch_size": batch,
                 "consumer_seconds": consumer.seconds,
                 "timed_out": consumer.timed_out,
@@ -183,7 +175,7 @@ async def run(ctx: Context) -> None:
         )
     )
     ctx.say(
-        f"  attune run embedder: {rate:,.0f} docs/s ({indexed:,} indexed); "
+        f"  attune run embedder: {rate or 0:,.0f} docs/s ({indexed:,} indexed); "
         f"{embed_s:.1f} s of {consumer.seconds:.1f} s embedding"
     )
     if figure.met is False and ctx.profiles:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -125,6 +126,28 @@ async def kafka_hop(ctx: Context, *, fetch_max_wait_ms: int | None = None) -> li
     ]
 
 
+def freshness_failures(probes: list[dict[str, Any]], load: dict[str, Any]) -> dict[str, int]:
+    """Each probe that failed, by why (an error, its POST not 2xx, never visible before
+    its deadline), poll answers outside 2xx, and the background's failed POSTs."""
+    found: Counter[str] = Counter()
+    for probe in probes:
+        status = int(probe.get("post_status", 200))
+        if "error" in probe:
+            found[f"probe {str(probe['error']).split(':')[0]}"] += 1
+        elif not 200 <= status < 300:
+            found[f"probe POST {status}"] += 1
+        elif "visible_ms" not in probe:
+            found["probe never visible"] += 1
+        for polled, count in probe.get("poll_statuses", {}).items():
+            found[f"poll {polled}"] += count
+    for status, count in load.get("statuses", {}).items():
+        if not str(status).startswith("2"):
+            found[f"background {status}"] += count
+    for error, count in load.get("errors", {}).items():
+        found[f"background {error}"] += count
+    return dict(found)
+
+
 def _spec(
     ctx: Context, ingest: Service, query: Service, seconds: float, run: str
 ) -> dict[str, Any]:
@@ -187,6 +210,7 @@ async def run(ctx: Context) -> None:
             f"{rate:,.0f} events/s",
             measured=summary.get("p99"), unit="ms", target=TARGET, raw=hop.get("p99"),
             raw_label="the Kafka hop alone, produce -> the services' consumer, p99",
+            failures=freshness_failures(probes, load),
             details={
                 "kafka_hop_ms": hop,
                 "kafka_hop_ms_fetch_wait_50": hop_50,
@@ -196,6 +220,8 @@ async def run(ctx: Context) -> None:
                 "probe_errors": [p["error"] for p in probes if "error" in p][:5],
                 "post_ms": summarize([p["post_ms"] for p in probes if "post_ms" in p]),
                 "poll_every_ms": POLL_EVERY_S * 1000,
+                "probe_every_ms": PROBE_EVERY_S * 1000,
+                "body_events": BATCH,
                 "background_events_per_s": load["events_per_s"],
                 "background_post_ms": summarize(load["latencies_ms"]),
                 "background_lateness_ms": summarize(load["lateness_ms"]),
@@ -219,4 +245,4 @@ async def run(ctx: Context) -> None:
             )
 
 
-__all__ = ["run"]
+__all__ = ["freshness_failures", "run"]

@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from bench.context import Context
+from bench.loadgen import failures
 from bench.results import Figure, Target
 from bench.services import Service, run_loadgen
 from bench.stats import summarize
@@ -117,8 +118,10 @@ async def run(ctx: Context) -> None:
                 raw=raw_rate,
                 raw_label="aiokafka producing the same events directly",
                 target=TARGET,
+                failures=failures(result),
                 details={
                     "events": accepted,
+                    "batch": BATCH,
                     "requests": result["completed"],
                     "connections": concurrency,
                     "statuses": result["statuses"],

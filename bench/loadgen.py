@@ -179,9 +179,10 @@ async def run_closed(spec: dict[str, Any]) -> dict[str, Any]:
     match = spec["match"].encode() if spec.get("match") else None
     connections = [Connection(host, port) for _ in range(concurrency)]
     warmup = int(spec.get("warmup", 0))
+    warm = Tally()
     try:
         if warmup:
-            await _drive(
+            warm = await _drive(
                 connections, requests, start=0, count=warmup,
                 deadline=time.perf_counter() + float(spec.get("warmup_seconds", 30.0)),
                 timeout_s=timeout_s, match=None,
@@ -206,7 +207,22 @@ async def run_closed(spec: dict[str, Any]) -> dict[str, Any]:
         "statuses": {str(k): v for k, v in tally.statuses.items()},
         "errors": dict(tally.errors),
         "matched": tally.matched,
+        "warmup_statuses": {str(k): v for k, v in warm.statuses.items()},
+        "warmup_errors": dict(warm.errors),
     }
+
+
+def failures(result: dict[str, Any]) -> dict[str, int]:
+    """What failed in a closed-loop run, warm-up included: answers outside 2xx by status
+    and transport errors or timeouts by kind."""
+    found: Counter[str] = Counter()
+    for prefix in ("", "warmup_"):
+        for status, count in result.get(f"{prefix}statuses", {}).items():
+            if not str(status).startswith("2"):
+                found[str(status)] += count
+        for error, count in result.get(f"{prefix}errors", {}).items():
+            found[error] += count
+    return dict(found)
 
 
 class Pool:
@@ -295,6 +311,7 @@ async def run_freshness(spec: dict[str, Any]) -> dict[str, Any]:
             "GET", f"/v1/users/{user}/recommendations?limit=10", query_host, tenant_only
         )
         result: dict[str, Any] = {"user": user, "item_id": item_id}
+        failed_polls: Counter[str] = Counter()
         began = time.perf_counter()
         try:
             status, _ = await probe_posts.send(post, 10.0)
@@ -305,6 +322,8 @@ async def run_freshness(spec: dict[str, Any]) -> dict[str, Any]:
                 sent = time.perf_counter()
                 status, answer = await polls.send(poll, 10.0)
                 polls_sent += 1
+                if not 200 <= status < 300:
+                    failed_polls[str(status)] += 1
                 if b'"strategy":"personalized"' in answer:
                     now = time.perf_counter()
                     result["visible_ms"] = (now - began) * 1000
@@ -314,6 +333,8 @@ async def run_freshness(spec: dict[str, Any]) -> dict[str, Any]:
             result["polls"] = polls_sent
         except (HttpError, TimeoutError) as error:
             result["error"] = f"{type(error).__name__}: {error}"
+        if failed_polls:
+            result["poll_statuses"] = dict(failed_polls)
         probes.append(result)
 
     async def background_loop() -> None:
@@ -385,4 +406,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["Connection", "HttpError", "encode_request", "parse_head", "run"]
+__all__ = ["Connection", "HttpError", "encode_request", "failures", "parse_head", "run"]

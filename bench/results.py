@@ -35,7 +35,10 @@ class Figure:
     """One row of the table.
 
     ``measured`` and ``raw`` share ``unit``; ``ratio`` is measured / raw (for a latency,
-    how many times the raw limit it takes; for a rate, the share of the raw limit)."""
+    how many times the raw limit it takes; for a rate, the share of the raw limit).
+    ``failures`` counts what went wrong while measuring, by reason (a non-2xx status, a
+    timeout, a probe never visible, a digest that differs): one is enough for the target
+    not to be met, whatever the measured value."""
 
     key: str
     title: str
@@ -47,6 +50,11 @@ class Figure:
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     profile: dict[str, Any] | None = None
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
 
     @property
     def ratio(self) -> float | None:
@@ -56,6 +64,8 @@ class Figure:
 
     @property
     def met(self) -> bool | None:
+        if self.failed:
+            return False
         return None if self.target is None else self.target.met(self.measured, self.ratio)
 
     def to_json(self) -> dict[str, Any]:
@@ -80,6 +90,7 @@ class Results:
     series: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    workload: dict[str, Any] = field(default_factory=dict)
 
     def add(self, figure: Figure) -> Figure:
         self.figures = [f for f in self.figures if f.key != figure.key] + [figure]
@@ -110,6 +121,7 @@ class Results:
             series=data.get("series", {}),
             phases=data.get("phases", {}),
             notes=data.get("notes", []),
+            workload=data.get("workload", {}),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -125,6 +137,7 @@ class Results:
             "series": self.series,
             "phases": self.phases,
             "notes": self.notes,
+            "workload": self.workload,
         }
 
 

@@ -93,6 +93,9 @@ async def run_bench(options: Options, console: Console) -> Results:
     began = time.monotonic()
     console.print(f"phases: {', '.join(phases)}; load average {results.load_before}")
     data = load_movielens(options.data)
+    results.workload = {
+        "dataset": options.data.name, "items": len(data.items), "events": len(data.events),
+    }  # fmt: skip
     gc.freeze()  # the parsed data set stays: keep it out of every garbage collection
     with tempfile.TemporaryDirectory(prefix="attune-bench-") as folder:
         work = Path(folder)

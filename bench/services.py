@@ -198,16 +198,66 @@ async def wait_for_metric(
 
 @dataclass
 class ConsumerRun:
-    """When a consumer started and finished a known amount of work (monotonic seconds)."""
+    """When a consumer started and finished a known amount of work (monotonic seconds),
+    and how much of that work the interval covers from its start (``counted``)."""
 
     started: float
     finished: float
     done: float
     timed_out: bool
+    counted: float = 0.0
 
     @property
     def seconds(self) -> float:
         return self.finished - self.started
+
+    @property
+    def rate(self) -> float | None:
+        """Work per second over the interval; None when no work was timed."""
+        return self.counted / self.seconds if self.counted > 0 and self.seconds > 0 else None
+
+    @property
+    def failures(self) -> dict[str, int]:
+        found = {}
+        if self.timed_out:
+            found["consumer timed out"] = 1
+        if self.counted <= 0:
+            found["no work timed"] = 1
+        return found
+
+
+class ConsumerClock:
+    """Times a consumer from successive /metrics scrapes so that the interval covers all
+    of the work it counts.
+
+    Start: the last scrape where nothing had been read. When the very first scrape finds
+    work already read, that work began before anyone looked: it is left out of the count
+    and the clock starts at that scrape. End: the first scrape where the work is done."""
+
+    def __init__(self, target: float, begin: float) -> None:
+        self.target = target
+        self.last_zero = begin
+        self.started: float | None = None
+        self.before = 0.0  # work read before the clock started (not counted)
+        self.first = True
+
+    def observe(self, now: float, read: float, done: float) -> ConsumerRun | None:
+        """One scrape: ``read`` work taken up so far, ``done`` work finished; the run once
+        ``done`` reaches the target."""
+        if self.started is None:
+            if read > 0:
+                self.started = now if self.first else self.last_zero
+                self.before = read if self.first else 0.0
+            else:
+                self.last_zero = now
+        self.first = False
+        if done >= self.target and self.started is not None:
+            return ConsumerRun(self.started, now, done, False, done - self.before)
+        return None
+
+    def give_up(self, now: float, done: float) -> ConsumerRun:
+        started = self.started if self.started is not None else now
+        return ConsumerRun(started, now, done, True, max(0.0, done - self.before))
 
 
 async def follow_consumer(
@@ -218,42 +268,28 @@ async def follow_consumer(
     target: float,
     deadline_s: float,
     progress: Callable[[int, int | None], None] | None = None,
-    interval_s: float = 0.1,
+    interval_s: float = 0.05,
 ) -> ConsumerRun:
-    """Scrape /metrics every ``interval_s`` until ``done_metric`` reaches ``target``.
-
-    Start: halfway between the last scrape where ``started_metric`` was 0 and the first
-    where it was not; end: interpolated between the scrapes around ``target``, so that
-    the scrape interval biases neither way."""
+    """Scrape /metrics every ``interval_s`` until ``done_metric`` reaches ``target``;
+    :class:`ConsumerClock` turns the scrapes into a run."""
     begin = time.monotonic()
-    last_zero = begin
-    started: float | None = None
-    previous: tuple[float, float] | None = None
+    clock = ConsumerClock(target, begin)
     async with httpx.AsyncClient() as client:
         while True:
             now = time.monotonic()
             samples = await service.metrics(client)
             done = done_metric(samples)
-            if started is None:
-                if started_metric(samples) > 0:
-                    started = (last_zero + now) / 2
-                else:
-                    last_zero = now
             if progress is not None:
                 progress(int(min(done, target)), int(target))
-            if done >= target:
-                finished = now
-                if previous is not None and done > previous[1]:
-                    share = (target - previous[1]) / (done - previous[1])
-                    finished = previous[0] + share * (now - previous[0])
-                return ConsumerRun(started or begin, finished, done, False)
+            finished = clock.observe(now, started_metric(samples), done)
+            if finished is not None:
+                return finished
             if now - begin > deadline_s:
-                return ConsumerRun(started or begin, now, done, True)
+                return clock.give_up(now, done)
             if service.process.exited():
                 raise StackError(
                     f"{service.process.name} exited:\n" + service.process.last_log_lines()
                 )
-            previous = (now, done)
             await asyncio.sleep(interval_s)
 
 
@@ -288,6 +324,7 @@ async def run_loadgen(spec: Mapping[str, Any], *, timeout_s: float) -> dict[str,
 
 
 __all__ = [
+    "ConsumerClock",
     "ConsumerRun",
     "Sample",
     "Service",

@@ -6,17 +6,21 @@ consumer's size:
 1. the fold alone: ``UserModelFolder.fold`` on decoded events, no Kafka (a breakdown);
    every Redis pipeline it sends is recorded;
 2. the raw limit: those recorded pipelines (the same EVALSHA calls on the same keys
-   with the same arguments) replayed on an emptied namespace: Redis and its Lua work
-   with no Kafka and no Python fold;
+   with the same arguments, each after the same ``SCRIPT EXISTS``) replayed on an
+   emptied namespace as the fold sent them: a batch's lanes concurrently, each lane's
+   pipelines in order. Redis and its Lua work with no Kafka and no Python fold;
 3. the figure: the events produced to the events topic, then ``attune run usermodel``
-   folding them live, from its first consumed batch to its /metrics counting all;
+   folding them live, timed from the last /metrics scrape where it had read nothing to
+   the first where it had folded them all (see ``ConsumerClock``);
 4. the replay: the whole events topic folded again into a fresh namespace, as
    ``attune replay usermodel`` does, timed, and its digest compared with the live one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -36,6 +40,7 @@ from schemas.events import BehaviourEvent
 from services.app.bootstrap import tune_gc
 from services.app.datasets import produce, rich_progress
 from services.common.redis import make_redis
+from services.common.replay import ReadStats
 from services.common.userstore.digest import digest_namespace
 from services.common.userstore.keys import UserModelKeys
 from services.common.userstore.namespace import Namespaces
@@ -47,11 +52,47 @@ REPLAY_TARGET = Target("at_least", 20_000, ">= 20,000 events/s, same digest as l
 PARTITIONS = 6
 CONSUMED = "attune_consumer_messages_total"
 
-Recorded = list[list[tuple[tuple[Any, ...], dict[str, Any]]]]
+Commands = list[tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+@dataclass
+class RecordedPipeline:
+    """One pipeline as the fold executed it: its commands, and the scripts the client
+    makes sure of first (``SCRIPT EXISTS``, one more round trip, as it does live)."""
+
+    commands: Commands
+    scripts: list[Any]
+
+
+@dataclass
+class Recorded:
+    """The fold's pipelines, batch by batch; within a batch, lane by lane (each lane is
+    the task that ran it), in the order each lane executed them."""
+
+    batches: list[dict[int, list[RecordedPipeline]]] = field(default_factory=list)
+
+    def next_batch(self) -> None:
+        self.batches.append({})
+
+    def add(self, pipeline: RecordedPipeline) -> None:
+        if not self.batches:
+            self.next_batch()
+        lane = id(asyncio.current_task())
+        self.batches[-1].setdefault(lane, []).append(pipeline)
+
+    @property
+    def pipelines(self) -> int:
+        return sum(len(lane) for batch in self.batches for lane in batch.values())
+
+    @property
+    def commands(self) -> int:
+        return sum(
+            len(pipe.commands) for batch in self.batches for lane in batch.values() for pipe in lane
+        )
 
 
 def record_pipelines(redis: Redis, log: Recorded) -> None:
-    """Make every pipeline of ``redis`` append its commands to ``log`` when executed."""
+    """Make every pipeline of ``redis`` add its commands to ``log`` when executed."""
     original = redis.pipeline
 
     def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Any:
@@ -59,7 +100,8 @@ def record_pipelines(redis: Redis, log: Recorded) -> None:
         execute = pipe.execute
 
         async def recorded(raise_on_error: bool = True) -> list[Any]:
-            log.append([(tuple(args), dict(options)) for args, options in pipe.command_stack])
+            commands = [(tuple(args), dict(options)) for args, options in pipe.command_stack]
+            log.add(RecordedPipeline(commands, list(pipe.scripts)))
             return await execute(raise_on_error=raise_on_error)
 
         setattr(pipe, "execute", recorded)  # noqa: B010 - an instance attribute on purpose
@@ -69,11 +111,19 @@ def record_pipelines(redis: Redis, log: Recorded) -> None:
 
 
 async def replay(redis: Redis, log: Recorded) -> None:
-    for commands in log:
-        pipe = redis.pipeline(transaction=False)
-        for args, options in commands:
-            pipe.execute_command(*args, **options)
-        await pipe.execute()
+    """Send the recorded pipelines as the fold sent them: a batch's lanes concurrently,
+    each on its own connection, its pipelines in order; batch after batch."""
+
+    async def lane(pipelines: list[RecordedPipeline]) -> None:
+        for recorded in pipelines:
+            pipe = redis.pipeline(transaction=False)
+            pipe.scripts.update(recorded.scripts)
+            for args, options in recorded.commands:
+                pipe.execute_command(*args, **options)
+            await pipe.execute()
+
+    for batch in log.batches:
+        await asyncio.gather(*(lane(pipelines) for pipelines in batch.values()))
 
 
 async def redis_cpu_seconds(redis: Redis) -> float:
@@ -153,7 +203,7 @@ async def run(ctx: Context) -> None:
     redis = make_redis(ctx.settings)
     try:
         namespace = f"bench-fold-{ctx.run_id}"
-        log: Recorded = []
+        log = Recorded()
         recording = make_redis(ctx.settings)
         record_pipelines(recording, log)
         folder = UserModelFolder(recording, config)
@@ -161,13 +211,14 @@ async def run(ctx: Context) -> None:
         with rich_progress("fold alone (no Kafka)", console=ctx.console) as progress:
             began = time.perf_counter()
             for start in range(0, count, batch):
+                log.next_batch()
                 await folder.fold(decoded[start : start + batch], keys)
                 progress(min(start + batch, count), count)
             fold_s = time.perf_counter() - began
         await recording.aclose()
         await delete_namespace(redis, namespace)
 
-        commands = sum(len(c) for c in log)
+        commands = log.commands
         await redis.config_resetstat()
         cpu_before = await redis_cpu_seconds(redis)
         began = time.perf_counter()
@@ -197,7 +248,7 @@ async def run(ctx: Context) -> None:
         f"bulk load (services.app.datasets.produce) of {count:,} MovieLens ratings: "
         f"{count / produce_s:,.0f} events/s"
     )
-    rate = count / consumer.seconds
+    rate = consumer.rate
     batches = metric(samples, "attune_consumer_batch_size_count", consumer=group)
     batch_s = metric(samples, "attune_consumer_batch_duration_seconds_sum", consumer=group)
     figure = ctx.results.add(
@@ -209,8 +260,10 @@ async def run(ctx: Context) -> None:
             raw=raw_rate,
             raw_label="Redis pipeline of the same commands, no Kafka, no Python fold",
             target=TARGET,
+            failures=consumer.failures,
             details={
                 "events": count,
+                "events_timed": consumer.counted,
                 "consumer_seconds": consumer.seconds,
                 "timed_out": consumer.timed_out,
                 "batches": batches,
@@ -218,7 +271,7 @@ async def run(ctx: Context) -> None:
                 "batch_seconds_in_service": batch_s,
                 "fold_alone_events_per_s": fold_rate,
                 "redis_commands": commands,
-                "redis_pipelines": len(log),
+                "redis_pipelines": log.pipelines,
                 "redis_cpu_s_replay": replay_cpu,
                 "redis_bound_events_per_s": count / replay_cpu if replay_cpu else None,
                 "redis_cpu_s_live": live_cpu,
@@ -229,7 +282,7 @@ async def run(ctx: Context) -> None:
         )
     )
     ctx.say(
-        f"  attune run usermodel: {rate:,.0f} events/s (Redis busy "
+        f"  attune run usermodel: {rate or 0:,.0f} events/s (Redis busy "
         f"{live_cpu / consumer.seconds:.0%})"
     )
     await replay_figure(ctx, fold_rate)
@@ -255,6 +308,34 @@ async def run(ctx: Context) -> None:
             await redis.aclose()
 
 
+def replay_verdict(
+    stats: ReadStats, rejected: int, live: str, replayed: str, fold_rate: float, *,
+    digest_lines: int,
+) -> Figure:  # fmt: skip
+    """The replay's figure: its rate, and a digest that differs from the live fold's
+    counted as a failure (the target is then not met, whatever the rate)."""
+    same = live == replayed
+    return Figure(
+        key="usermodel_replay",
+        title="usermodel replay events/s (fresh namespace, whole topic)",
+        measured=stats.rate,
+        unit="events/s",
+        raw=fold_rate,
+        raw_label="the fold alone on decoded events, no Kafka",
+        target=REPLAY_TARGET,
+        failures={} if same else {"digest differs from the live fold's": 1},
+        details={
+            "records": stats.records,
+            "seconds": stats.seconds,
+            "rejected": rejected,
+            "digest_live": live,
+            "digest_replay": replayed,
+            "same_digest": same,
+            "digest_lines": digest_lines,
+        },
+    )
+
+
 async def replay_figure(ctx: Context, fold_rate: float) -> None:
     """Fold the whole events topic again into a fresh namespace (what ``attune replay
     usermodel`` does before it switches) and compare its digest with the live model's."""
@@ -273,28 +354,11 @@ async def replay_figure(ctx: Context, fold_rate: float) -> None:
         await delete_namespace(redis, namespace)
     finally:
         await redis.aclose()
-    same = live_digest.hexdigest() == replay_digest.hexdigest()
-    ctx.results.add(
-        Figure(
-            key="usermodel_replay",
-            title="usermodel replay events/s (fresh namespace, whole topic)",
-            measured=stats.rate if same else None,
-            unit="events/s",
-            raw=fold_rate,
-            raw_label="the fold alone on decoded events, no Kafka",
-            target=REPLAY_TARGET,
-            details={
-                "records": stats.records,
-                "seconds": stats.seconds,
-                "rejected": rejected,
-                "digest_live": live_digest.hexdigest(),
-                "digest_replay": replay_digest.hexdigest(),
-                "same_digest": same,
-                "digest_lines": len(live_digest.lines),
-            },
-            notes=[] if same else ["the replayed digest differs from the live one"],
-        )
-    )
+    figure = ctx.results.add(
+        replay_verdict(stats, rejected, live_digest.hexdigest(), replay_digest.hexdigest(),
+                       fold_rate, digest_lines=len(live_digest.lines))
+    )  # fmt: skip
+    same = figure.details["same_digest"]
     ctx.say(
         f"  replay: {stats.records:,} events in {stats.seconds:.1f} s ({stats.rate:,.0f} "
         f"events/s); digest {'equal to' if same else '[red]DIFFERENT from[/red]'} the live "
@@ -303,11 +367,14 @@ async def replay_figure(ctx: Context, fold_rate: float) -> None:
 
 
 __all__ = [
+    "Recorded",
+    "RecordedPipeline",
     "delete_namespace",
     "fold_live",
     "fold_live_only",
     "record_pipelines",
     "replay",
     "replay_figure",
+    "replay_verdict",
     "run",
 ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from bench import report
+from bench import docs, report
 from bench.profiles import flamegraph_svg, frame_label, parse_collapsed, summarize_stacks
 from bench.results import Figure, Results, Target
 
@@ -73,18 +74,18 @@ def test_rows_follow_the_issue_order_with_verdicts() -> None:
     rows = report.rows(_results())
     assert [row[0] for row in rows] == ["embedder docs/s", "recs latency", "requests/s"]
     embedder, recs, rps = rows
-    assert embedder[1:] == ["95 docs/s", "100 docs/s", "0.95x", ">= 0.9x", "yes"]
-    assert recs[1:] == ["p99 12.5 ms", "2.5 ms", "5.0x", "p99 <= 10 ms", "NO"]
-    assert rps[2:4] == ["-", "-"]
+    assert embedder[1:] == ["95 docs/s", "0", "100 docs/s", "0.95x", ">= 0.9x", "yes"]
+    assert recs[1:] == ["p99 12.5 ms", "0", "2.5 ms", "5.0x", "p99 <= 10 ms", "NO"]
+    assert rps[3:5] == ["-", "-"]
     assert rps[-1] == "NO"
 
 
 def test_docs_page_has_machine_command_date_table_profiles_and_plots() -> None:
-    text = report.docs_markdown(_results(), ["scaling.png"])
+    text = docs.docs_markdown(_results(), ["scaling.png"])
     assert "`attune bench`" in text
     assert "2025-01-01 12:00 UTC" in text
     assert "Test CPU, 2 cores" in text
-    assert "| embedder docs/s | 95 docs/s | 100 docs/s (fastembed alone) | 0.95x |" in text
+    assert "| embedder docs/s | 95 docs/s | 0 | 100 docs/s (fastembed alone) | 0.95x |" in text
     assert "**NO**" in text
     assert "## Profiles of the missed targets" in text
     assert "80.0% `QueryEngine.recommendations (services/query/engine.py)`" in text
@@ -98,9 +99,16 @@ def test_plots_and_docs_are_written(tmp_path: Path) -> None:
     paths = report.plots(results, tmp_path / "out")
     assert {p.name for p in paths} == {"throughput.png", "latency.png", "scaling.png"}
     assert all(p.stat().st_size > 1_000 for p in paths)
-    docs = report.write_docs(results, tmp_path / "docs" / "benchmarks.md", paths)
+    stale = tmp_path / "docs" / "benchmarks" / "memory.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier run's plot")
+    page = docs.write_docs(results, tmp_path / "docs" / "benchmarks.md", paths)
     assert (tmp_path / "docs" / "benchmarks" / "scaling.png").exists()
-    assert "benchmarks/latency.png" in docs.read_text()
+    assert not stale.exists()
+    assert "benchmarks/latency.png" in page.read_text()
+    stored = json.loads((tmp_path / "docs" / "benchmarks.json").read_text())
+    assert stored["plots"] == ["throughput.png", "latency.png", "scaling.png"]
+    assert docs.docs_from_json(stored) == page.read_text()
     written = report.write_json(results, tmp_path / "out" / "latest.json")
     assert '"key": "recommendations"' in written.read_text()
 
