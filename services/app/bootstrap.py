@@ -26,7 +26,6 @@ from redis.asyncio import Redis
 
 from services.app.names import SERVICES, Service
 from services.common.access import Access, check_access
-from services.common.consumer import rewind_past_the_end
 from services.common.embedding import Embedder
 from services.common.http import create_http_app
 from services.common.kafka import aiokafka_options, connected_producer, make_broker
@@ -186,6 +185,8 @@ async def running_broker(
         async with connected_producer(broker, settings):
             yield
         return
+    from services.common.consumer import rewind_past_the_end  # consumers' processes only
+
     for router in routers:
         broker.include_router(router)
     await broker.start()
