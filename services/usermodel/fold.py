@@ -29,10 +29,13 @@ from redis.commands.core import AsyncScript
 from schemas.events import BehaviourEvent
 from services.common.records import Envelope
 from services.common.settings import Settings
-from services.common.userstore.decay import DecayRates
+from services.common.userstore.decay import DAY_MS, DecayRates
 from services.common.userstore.keys import UserModelKeys
 
 MAX_TAGS_PER_EVENT = 32
+MAX_TAG_CHARS = 100  # longer tags are not kept
+MAX_TRAIT_NAME_CHARS = 100  # longer trait names are not kept
+MAX_TRAIT_VALUE_BYTES = 1_024  # traits whose JSON value is longer are not kept
 
 ScriptCall = tuple[list[str], list[Any]]  # KEYS, ARGV
 CLUSTER_CONCURRENCY = 16  # script calls in flight at once on a Redis Cluster
@@ -54,8 +57,15 @@ class FoldConfig:
     trending_half_life_days: float = 7.0
     popularity_half_life_days: float = 730.0
     cooccurrence_window: int = 5
-    dedupe_window: int = 256
     max_clock_skew_ms: int = 86_400_000
+    dedupe_max_ids: int = 1_000
+    dedupe_window_hours: float = 24.0
+    max_event_names: int = 50
+    max_tags_per_user: int = 200
+    max_traits: int = 64
+    inactive_user_ttl_days: float = 0.0
+    max_ranked_items: int = 100_000
+    max_cooccurring: int = 1_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FoldConfig:
@@ -71,6 +81,14 @@ class FoldConfig:
             popularity_half_life_days=settings.popularity_half_life_days,
             cooccurrence_window=settings.cooccurrence_window,
             max_clock_skew_ms=int(settings.max_clock_skew_s * 1000),
+            dedupe_max_ids=settings.dedupe_max_ids,
+            dedupe_window_hours=settings.dedupe_window_hours,
+            max_event_names=settings.max_event_names,
+            max_tags_per_user=settings.max_tags_per_user,
+            max_traits=settings.max_traits,
+            inactive_user_ttl_days=settings.inactive_user_ttl_days,
+            max_ranked_items=settings.max_ranked_items,
+            max_cooccurring=settings.max_cooccurring,
         )
 
     @property
@@ -82,12 +100,15 @@ class FoldConfig:
             popularity_half_life_days=self.popularity_half_life_days,
         )
 
-    def tenant_script_config(self) -> str:
+    def tenant_script_config(self, *, direct: bool = False) -> str:
         decay = self.decay
         return json.dumps(
             {
                 "trending_rate": decay.trending_rate_per_ms,
                 "popularity_rate": decay.popularity_rate_per_ms,
+                "marks": not direct,
+                "max_ranked": self.max_ranked_items,
+                "max_cooccurring": self.max_cooccurring,
             }
         )
 
@@ -100,8 +121,13 @@ class FoldConfig:
                 "rating_prior_count": self.rating_prior_count,
                 "recent_limit": self.recent_items_limit,
                 "tag_half_life_ms": self.decay.tag_half_life_ms,
-                "dedupe_window": self.dedupe_window,
                 "cooccurrence_window": self.cooccurrence_window,
+                "dedupe_ids": self.dedupe_max_ids,
+                "dedupe_window_ms": int(self.dedupe_window_hours * 3_600_000),
+                "max_event_names": self.max_event_names,
+                "max_tags": self.max_tags_per_user,
+                "max_traits": self.max_traits,
+                "ttl_ms": int(self.inactive_user_ttl_days * DAY_MS),
             }
         )
 
@@ -124,7 +150,8 @@ def event_tags(event: BehaviourEvent) -> list[str]:
     category = extra.get("category")
     if isinstance(category, str):
         found.append(category.strip())
-    return list(dict.fromkeys(tag for tag in found if tag))[:MAX_TAGS_PER_EVENT]
+    kept = (tag for tag in found if tag and len(tag) <= MAX_TAG_CHARS)
+    return list(dict.fromkeys(kept))[:MAX_TAGS_PER_EVENT]
 
 
 def identify_traits(event: BehaviourEvent) -> dict[str, Any]:
@@ -133,6 +160,16 @@ def identify_traits(event: BehaviourEvent) -> dict[str, Any]:
         return {}
     in_context = event.context.get("traits")
     return {**(in_context if isinstance(in_context, dict) else {}), **event.traits}
+
+
+def kept_traits(traits: dict[str, Any]) -> list[list[Any]]:
+    """The traits the fold may keep, as [name, value] pairs sorted by name (the order
+    fold_user.lua admits new names in, up to the cap): not too long a name or value."""
+    return [
+        [name, value]
+        for name, value in sorted(traits.items())
+        if len(name) <= MAX_TRAIT_NAME_CHARS and len(orjson.dumps(value)) <= MAX_TRAIT_VALUE_BYTES
+    ]
 
 
 def event_time_ms(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> int:
@@ -152,17 +189,20 @@ def fold_input(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> dict[s
     event = envelope.message
     name = event_name(event)
     rating = event.properties.rating
+    time_ms = event_time_ms(envelope, config)
     return {
         "partition": envelope.partition_id,
         "offset": envelope.offset,
         "message_id": event.message_id,
-        "time_ms": event_time_ms(envelope, config),
+        "time_ms": time_ms,
+        # Arrival: the Kafka record's time (in the log, so a replay sees the same).
+        "arrival_ms": envelope.timestamp_ms if envelope.timestamp_ms > 0 else time_ms,
         "event": name,
         "item_id": event.properties.item_id or False,
         "weight": config.weight_of(name) if rating is None else False,
         "rating": rating if rating is not None else False,
         "tags": event_tags(event),
-        "traits": identify_traits(event) or False,
+        "traits": kept_traits(identify_traits(event)) or False,
     }
 
 
@@ -223,6 +263,7 @@ class UserModelFolder:
         self.config = config
         self.direct = direct
         self._user_config = config.user_script_config(direct=direct)
+        self._tenant_config = config.tenant_script_config(direct=direct)
         self._fold_user = redis.register_script(_script("fold_user.lua"))
         self._fold_tenant = redis.register_script(_script("fold_tenant.lua"))
 
@@ -263,6 +304,26 @@ class UserModelFolder:
             tenant_updates=sum(s.tenant_updates for s in stats),
         )
 
+    async def expire_inactive(self, keys: UserModelKeys) -> int:
+        """Give every user of the namespace the expiry the live fold gives (a replay folds
+        without: see fold_user.lua); return how many users have one."""
+        ttl_ms = int(self.config.inactive_user_ttl_days * DAY_MS)
+        if ttl_ms <= 0:
+            return 0
+        done = 0
+        async for raw in self.redis.scan_iter(match=f"{keys.namespace}:u:*:state", count=1_000):
+            state = raw.decode() if isinstance(raw, bytes) else raw
+            last_ms = await self.redis.hget(state, "last_ms")
+            if last_ms is None:
+                continue
+            base = state[: -len("state")]
+            pipe = self.redis.pipeline(transaction=False)
+            for kind in ("state", "recent", "strength", "tags", "events", "seen"):
+                pipe.pexpireat(base + kind, int(last_ms) + ttl_ms)
+            await pipe.execute()
+            done += 1
+        return done
+
     async def _run_scripts(self, script: AsyncScript, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run script calls in one round trip: a pipeline on a single Redis; on a Redis
         Cluster (where redis-py does not pipeline scripts) concurrently, each call going
@@ -299,12 +360,22 @@ class UserModelFolder:
 
         applied = 0
         if updates:
+            marks = {
+                tenant: sorted({f"{u['user']}|{u['partition']}" for u in found})
+                for tenant, found in updates.items()
+            }
             calls = [self._tenant_call(keys, tenant, found) for tenant, found in updates.items()]
             applied = sum(await self._run_scripts(self._fold_tenant, calls))
             if not self.direct:
                 pipe = self.redis.pipeline(transaction=False)
                 for tenant, user in users_with_updates:
                     pipe.delete(keys.user(tenant, user).outbox)
+                await pipe.execute()
+                # Only once the outboxes are gone: a mark guards an outbox's redelivery,
+                # and no outbox left means nothing to guard (the marks stay bounded).
+                pipe = self.redis.pipeline(transaction=False)
+                for tenant, fields in marks.items():
+                    pipe.hdel(keys.tenant(tenant).applied, *fields)
                 await pipe.execute()
         return FoldStats(events=lane.events, users=len(lane.users), tenant_updates=applied)
 
@@ -322,8 +393,10 @@ class UserModelFolder:
         script_keys = [keys.applied, keys.trending, keys.meta, keys.popular]
         script_keys.extend(keys.co(item) for item in co_items)
         return script_keys, [
-            self.config.tenant_script_config(),
-            orjson.dumps({"updates": tenant_updates, "keys": co_items}),
+            self._tenant_config,
+            orjson.dumps(
+                {"updates": tenant_updates, "keys": co_items, "co_prefix": keys.co_prefix}
+            ),
         ]
 
 
