@@ -15,6 +15,8 @@ partition, the last offset applied). Each script touches one Redis Cluster slot.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -184,6 +186,13 @@ def event_time_ms(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> int
     return event_ms
 
 
+def dedupe_id(message_id: str) -> str:
+    """What the deduplication window keeps of a messageId: 96 bits of its hash (16
+    characters, whatever the id's length; a false match within one user's window is
+    about 2^-77 likely)."""
+    return base64.b64encode(hashlib.blake2b(message_id.encode(), digest_size=12).digest()).decode()
+
+
 def fold_input(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> dict[str, Any]:
     """One event as fold_user.lua reads it (JSON false, never null, for absent values)."""
     event = envelope.message
@@ -193,7 +202,7 @@ def fold_input(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> dict[s
     return {
         "partition": envelope.partition_id,
         "offset": envelope.offset,
-        "message_id": event.message_id,
+        "message_id": dedupe_id(event.message_id),
         "time_ms": time_ms,
         # Arrival: the Kafka record's time (in the log, so a replay sees the same).
         "arrival_ms": envelope.timestamp_ms if envelope.timestamp_ms > 0 else time_ms,
@@ -405,6 +414,7 @@ __all__ = [
     "FoldStats",
     "PreparedFold",
     "UserModelFolder",
+    "dedupe_id",
     "event_name",
     "event_tags",
     "event_time_ms",
