@@ -313,25 +313,36 @@ class UserModelFolder:
             tenant_updates=sum(s.tenant_updates for s in stats),
         )
 
-    async def expire_inactive(self, keys: UserModelKeys) -> int:
+    async def expire_inactive(self, keys: UserModelKeys, *, batch: int = 1_000) -> int:
         """Give every user of the namespace the expiry the live fold gives (a replay folds
         without: see fold_user.lua); return how many users have one."""
         ttl_ms = int(self.config.inactive_user_ttl_days * DAY_MS)
         if ttl_ms <= 0:
             return 0
         done = 0
-        async for raw in self.redis.scan_iter(match=f"{keys.namespace}:u:*:state", count=1_000):
-            state = raw.decode() if isinstance(raw, bytes) else raw
-            last_ms = await self.redis.hget(state, "last_ms")
-            if last_ms is None:
-                continue
-            base = state[: -len("state")]
-            pipe = self.redis.pipeline(transaction=False)
-            for kind in ("state", "recent", "strength", "tags", "events", "seen"):
-                pipe.pexpireat(base + kind, int(last_ms) + ttl_ms)
-            await pipe.execute()
-            done += 1
-        return done
+        states: list[bytes | str] = []
+        pattern = f"{keys.namespace}:u:*:state"
+        async for raw in self.redis.scan_iter(match=pattern, count=batch):
+            states.append(raw)
+            if len(states) >= batch:
+                done += await self._expire(states, ttl_ms)
+                states.clear()
+        return done + (await self._expire(states, ttl_ms) if states else 0)
+
+    async def _expire(self, states: Sequence[bytes | str], ttl_ms: int) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for state in states:
+            pipe.hget(state, "last_ms")
+        last = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for state, last_ms in zip(states, last, strict=True):
+            if last_ms is not None:
+                name = state.decode() if isinstance(state, bytes) else state
+                base = name[: -len("state")]
+                for kind in ("state", "recent", "strength", "tags", "events", "seen"):
+                    pipe.pexpireat(base + kind, int(last_ms) + ttl_ms)
+        await pipe.execute()
+        return sum(1 for last_ms in last if last_ms is not None)
 
     async def _run_scripts(self, script: AsyncScript, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run script calls in one round trip: a pipeline on a single Redis; on a Redis
