@@ -115,7 +115,7 @@ local function decayed_add(field, amount, t)
   -- Rounded as it is stored, so the result does not depend on how events are batched.
   value = tonumber(string.format('%.10g', value))
   entry[1], entry[2], entry[3], entry[4] = value, at, tag_rank(value, at), true
-  if tag_count > cfg.max_tags then drop_weakest_tag() end
+  while tag_count > cfg.max_tags do drop_weakest_tag() end  -- more: folded before the cap
 end
 
 -- Distinct event names counted: a name past the cap counts as OTHER.
