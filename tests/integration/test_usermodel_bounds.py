@@ -370,3 +370,17 @@ async def test_a_replay_has_the_live_digest_with_the_caps_hit(
     assert await redis.hlen(u0.tags) == 60
     assert await redis.hget(u0.state, "events") == b"402"  # the duplicates did not count
     assert await redis.exists(live.user(tenant, "u5").state) == 0
+
+
+async def test_tags_folded_before_the_cap_come_under_it_with_the_next_tag(redis: Redis) -> None:
+    keys = namespace()
+    legacy = {f"old{n}": f"{n + 1}:{T0_MS}" for n in range(10)}  # as an older version left it
+    await redis.hset(keys.user("acme", "ann").tags, mapping=legacy)
+    config = dataclasses.replace(CONFIG, max_tags_per_user=3)
+    event = envelope(
+        1, "ann", "like", "a", minutes=0, arrival_s=0, message_id="1",
+        properties={"tags": ["new"]},
+    )  # fmt: skip
+    await UserModelFolder(redis, config).fold([event], keys)
+    tags = await redis.hgetall(keys.user("acme", "ann").tags)
+    assert sorted(tags) == [b"old7", b"old8", b"old9"]  # affinities 8, 9, 10; new is 3
