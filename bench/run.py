@@ -132,6 +132,7 @@ async def _phases(ctx: Context, phases: tuple[str, ...]) -> None:
     if "usermodel" in phases:
         await _timed(ctx, "usermodel", usermodel.run)
         await _timed(ctx, "memory", memory.run)
+        await _timed(ctx, "memory bounds", memory.run_bounds)
     elif needs_users:
         ctx.say("[bold]users[/bold]: folding the MovieLens ratings for the query figures")
         await _timed(ctx, "users", usermodel.fold_live_only)

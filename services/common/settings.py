@@ -234,6 +234,45 @@ class Settings(BaseSettings):
         description="How many of the user's latest liked items pair with a newly liked one; "
         "each one more costs the fold a Redis write per liked item.",
     )
+    # Bounds of the user model's memory (docs/operations.md, "Memory bounds"). Every
+    # rule is a function of the folded events in order, so a replay gives the same state.
+    dedupe_max_ids: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        default=1_000,
+        description="messageIds kept per user to drop a producer's duplicates, newest "
+        "arrivals (Kafka record time) first; 0: no messageId deduplication.",
+    )
+    dedupe_window_hours: Annotated[float, Field(ge=0)] = Field(
+        default=24.0,
+        description="A messageId is forgotten once the user's messages have arrived for "
+        "this long after it (Kafka record time); 0: kept until dedupe_max_ids pushes it out.",
+    )
+    max_event_names: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=50,
+        description="Distinct event names counted per user; further names count as '(other)'.",
+    )
+    max_tags_per_user: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=200,
+        description="Tag affinities kept per user: past it, the weakest (by absolute decayed "
+        "affinity) is dropped.",
+    )
+    max_traits: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        default=64,
+        description="Traits kept per user (identify calls); new trait names past it are "
+        "ignored, known ones still update.",
+    )
+    inactive_user_ttl_days: Annotated[float, Field(ge=0)] = Field(
+        default=0.0,
+        description="A user's model expires this long after their latest event time; 0: never.",
+    )
+    max_ranked_items: Annotated[int, Field(ge=100, le=10_000_000)] = Field(
+        default=100_000,
+        description="Items kept per tenant in trending and in popularity (the lowest "
+        "scores go); an item dropped from popularity loses its co-occurrence list.",
+    )
+    max_cooccurring: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=1_000,
+        description="Co-occurring items kept per item (the most frequent).",
+    )
 
     # Query: how recommendations, similar items and personalized search blend signals.
     # The recommendation weights were chosen on MovieLens validation windows (before the

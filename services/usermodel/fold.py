@@ -15,9 +15,8 @@ partition, the last offset applied). Each script touches one Redis Cluster slot.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -28,11 +27,23 @@ from redis.commands.core import AsyncScript
 
 from schemas.events import BehaviourEvent
 from services.common.records import Envelope
-from services.common.settings import Settings
-from services.common.userstore.decay import DecayRates
+from services.common.userstore.decay import DAY_MS
 from services.common.userstore.keys import UserModelKeys
-
-MAX_TAGS_PER_EVENT = 32
+from services.usermodel.inputs import (
+    MAX_TAG_CHARS,
+    MAX_TAGS_PER_EVENT,
+    MAX_TRAIT_NAME_CHARS,
+    MAX_TRAIT_VALUE_BYTES,
+    FoldConfig,
+    dedupe_id,
+    event_name,
+    event_tags,
+    event_time_ms,
+    fold_input,
+    identify_traits,
+    kept_traits,
+    outbox_entry,
+)
 
 ScriptCall = tuple[list[str], list[Any]]  # KEYS, ARGV
 CLUSTER_CONCURRENCY = 16  # script calls in flight at once on a Redis Cluster
@@ -40,145 +51,6 @@ CLUSTER_CONCURRENCY = 16  # script calls in flight at once on a Redis Cluster
 
 def _script(name: str) -> str:
     return files("services.usermodel").joinpath("scripts", name).read_text()
-
-
-@dataclass(frozen=True)
-class FoldConfig:
-    event_weights: Mapping[str, float]
-    default_event_weight: float = 1.0
-    rating_weight: float = 2.0
-    rating_prior_mean: float = 3.0
-    rating_prior_count: float = 2.0
-    recent_items_limit: int = 200
-    tag_half_life_days: float = 30.0
-    trending_half_life_days: float = 7.0
-    popularity_half_life_days: float = 730.0
-    cooccurrence_window: int = 5
-    dedupe_window: int = 256
-    max_clock_skew_ms: int = 86_400_000
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FoldConfig:
-        return cls(
-            event_weights=dict(settings.event_weights),
-            default_event_weight=settings.default_event_weight,
-            rating_weight=settings.rating_weight,
-            rating_prior_mean=settings.rating_prior_mean,
-            rating_prior_count=settings.rating_prior_count,
-            recent_items_limit=settings.recent_items_limit,
-            tag_half_life_days=settings.tag_half_life_days,
-            trending_half_life_days=settings.trending_half_life_days,
-            popularity_half_life_days=settings.popularity_half_life_days,
-            cooccurrence_window=settings.cooccurrence_window,
-            max_clock_skew_ms=int(settings.max_clock_skew_s * 1000),
-        )
-
-    @property
-    def decay(self) -> DecayRates:
-        """The rates the readers decay the stored scores with (the same half-lives)."""
-        return DecayRates(
-            tag_half_life_days=self.tag_half_life_days,
-            trending_half_life_days=self.trending_half_life_days,
-            popularity_half_life_days=self.popularity_half_life_days,
-        )
-
-    def tenant_script_config(self) -> str:
-        decay = self.decay
-        return json.dumps(
-            {
-                "trending_rate": decay.trending_rate_per_ms,
-                "popularity_rate": decay.popularity_rate_per_ms,
-            }
-        )
-
-    def user_script_config(self, *, direct: bool = False) -> str:
-        return json.dumps(
-            {
-                "direct": direct,
-                "rating_weight": self.rating_weight,
-                "rating_prior_mean": self.rating_prior_mean,
-                "rating_prior_count": self.rating_prior_count,
-                "recent_limit": self.recent_items_limit,
-                "tag_half_life_ms": self.decay.tag_half_life_ms,
-                "dedupe_window": self.dedupe_window,
-                "cooccurrence_window": self.cooccurrence_window,
-            }
-        )
-
-    def weight_of(self, event_name: str) -> float:
-        return self.event_weights.get(event_name, self.default_event_weight)
-
-
-def event_name(event: BehaviourEvent) -> str:
-    """The name an event is counted and weighted under: the track event, else its type."""
-    return event.event if event.type == "track" and event.event else event.type
-
-
-def event_tags(event: BehaviourEvent) -> list[str]:
-    """Tags the event carries: ``properties.tags`` (list) and ``properties.category``."""
-    extra = event.properties.model_extra or {}
-    found: list[str] = []
-    tags = extra.get("tags")
-    if isinstance(tags, list):
-        found.extend(str(tag).strip() for tag in tags if isinstance(tag, str | int))
-    category = extra.get("category")
-    if isinstance(category, str):
-        found.append(category.strip())
-    return list(dict.fromkeys(tag for tag in found if tag))[:MAX_TAGS_PER_EVENT]
-
-
-def identify_traits(event: BehaviourEvent) -> dict[str, Any]:
-    """Traits of an identify call: top-level (Segment) or in context.traits (RudderStack)."""
-    if event.type != "identify":
-        return {}
-    in_context = event.context.get("traits")
-    return {**(in_context if isinstance(in_context, dict) else {}), **event.traits}
-
-
-def event_time_ms(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> int:
-    """When the event happened, as the fold counts it: its timestamp, but no later than
-    its Kafka record's time plus the allowed clock skew (ingest refuses such events; a
-    producer writing to Kafka directly may not), so that one event from a wrong clock
-    cannot move its tenant's decayed scores years ahead. The record time is in the log:
-    a replay folds the same time."""
-    event_ms = int(envelope.message.timestamp.timestamp() * 1000)
-    if envelope.timestamp_ms > 0:
-        return min(event_ms, envelope.timestamp_ms + config.max_clock_skew_ms)
-    return event_ms
-
-
-def fold_input(envelope: Envelope[BehaviourEvent], config: FoldConfig) -> dict[str, Any]:
-    """One event as fold_user.lua reads it (JSON false, never null, for absent values)."""
-    event = envelope.message
-    name = event_name(event)
-    rating = event.properties.rating
-    return {
-        "partition": envelope.partition_id,
-        "offset": envelope.offset,
-        "message_id": event.message_id,
-        "time_ms": event_time_ms(envelope, config),
-        "event": name,
-        "item_id": event.properties.item_id or False,
-        "weight": config.weight_of(name) if rating is None else False,
-        "rating": rating if rating is not None else False,
-        "tags": event_tags(event),
-        "traits": identify_traits(event) or False,
-    }
-
-
-_SHORT_OUTBOX_KEYS = {
-    "p": "partition", "o": "offset", "it": "item_id", "s": "strength", "t": "time_ms",
-    "co": "pairs",
-}  # fmt: skip
-
-
-def outbox_entry(raw: bytes | str) -> dict[str, Any]:
-    """One tenant update from a user's outbox. An outbox left by a crash of a version
-    that wrote two-letter keys is read too, so that an upgrade never blocks a partition."""
-    entry: dict[str, Any] = orjson.loads(raw)
-    if "p" in entry:
-        return {_SHORT_OUTBOX_KEYS.get(key, key): value for key, value in entry.items()}
-    return entry
 
 
 @dataclass
@@ -223,6 +95,7 @@ class UserModelFolder:
         self.config = config
         self.direct = direct
         self._user_config = config.user_script_config(direct=direct)
+        self._tenant_config = config.tenant_script_config(direct=direct)
         self._fold_user = redis.register_script(_script("fold_user.lua"))
         self._fold_tenant = redis.register_script(_script("fold_tenant.lua"))
 
@@ -263,6 +136,37 @@ class UserModelFolder:
             tenant_updates=sum(s.tenant_updates for s in stats),
         )
 
+    async def expire_inactive(self, keys: UserModelKeys, *, batch: int = 1_000) -> int:
+        """Give every user of the namespace the expiry the live fold gives (a replay folds
+        without: see fold_user.lua); return how many users have one."""
+        ttl_ms = int(self.config.inactive_user_ttl_days * DAY_MS)
+        if ttl_ms <= 0:
+            return 0
+        done = 0
+        states: list[bytes | str] = []
+        pattern = f"{keys.namespace}:u:*:state"
+        async for raw in self.redis.scan_iter(match=pattern, count=batch):
+            states.append(raw)
+            if len(states) >= batch:
+                done += await self._expire(states, ttl_ms)
+                states.clear()
+        return done + (await self._expire(states, ttl_ms) if states else 0)
+
+    async def _expire(self, states: Sequence[bytes | str], ttl_ms: int) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for state in states:
+            pipe.hget(state, "last_ms")
+        last = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for state, last_ms in zip(states, last, strict=True):
+            if last_ms is not None:
+                name = state.decode() if isinstance(state, bytes) else state
+                base = name[: -len("state")]
+                for kind in ("state", "recent", "strength", "tags", "events", "seen"):
+                    pipe.pexpireat(base + kind, int(last_ms) + ttl_ms)
+        await pipe.execute()
+        return sum(1 for last_ms in last if last_ms is not None)
+
     async def _run_scripts(self, script: AsyncScript, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run script calls in one round trip: a pipeline on a single Redis; on a Redis
         Cluster (where redis-py does not pipeline scripts) concurrently, each call going
@@ -299,12 +203,22 @@ class UserModelFolder:
 
         applied = 0
         if updates:
+            marks = {
+                tenant: sorted({f"{u['user']}|{u['partition']}" for u in found})
+                for tenant, found in updates.items()
+            }
             calls = [self._tenant_call(keys, tenant, found) for tenant, found in updates.items()]
             applied = sum(await self._run_scripts(self._fold_tenant, calls))
             if not self.direct:
                 pipe = self.redis.pipeline(transaction=False)
                 for tenant, user in users_with_updates:
                     pipe.delete(keys.user(tenant, user).outbox)
+                await pipe.execute()
+                # Only once the outboxes are gone: a mark guards an outbox's redelivery,
+                # and no outbox left means nothing to guard (the marks stay bounded).
+                pipe = self.redis.pipeline(transaction=False)
+                for tenant, fields in marks.items():
+                    pipe.hdel(keys.tenant(tenant).applied, *fields)
                 await pipe.execute()
         return FoldStats(events=lane.events, users=len(lane.users), tenant_updates=applied)
 
@@ -322,19 +236,28 @@ class UserModelFolder:
         script_keys = [keys.applied, keys.trending, keys.meta, keys.popular]
         script_keys.extend(keys.co(item) for item in co_items)
         return script_keys, [
-            self.config.tenant_script_config(),
-            orjson.dumps({"updates": tenant_updates, "keys": co_items}),
+            self._tenant_config,
+            orjson.dumps(
+                {"updates": tenant_updates, "keys": co_items, "co_prefix": keys.co_prefix}
+            ),
         ]
 
 
 __all__ = [
+    "MAX_TAGS_PER_EVENT",
+    "MAX_TAG_CHARS",
+    "MAX_TRAIT_NAME_CHARS",
+    "MAX_TRAIT_VALUE_BYTES",
     "FoldConfig",
     "FoldStats",
     "PreparedFold",
     "UserModelFolder",
+    "dedupe_id",
     "event_name",
     "event_tags",
     "event_time_ms",
     "fold_input",
+    "identify_traits",
+    "kept_traits",
     "outbox_entry",
 ]

@@ -67,6 +67,7 @@ async def rebuild_namespace(
         settings, EVENTS.name, prepare, since=since, batch_records=batch_records,
         lanes=EVENTS.partitions, progress=progress,
     )  # fmt: skip
+    await folder.expire_inactive(keys)
     return stats, decoder.rejected
 
 

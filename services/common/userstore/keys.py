@@ -10,9 +10,10 @@ The namespace prefix lets a replay build a fresh copy beside the live one.
     {ns}:u:{tenant/user}:strength   hash   item -> summed strength (recent items only)
     {ns}:u:{tenant/user}:tags       hash   tag -> "affinity:time" (decays with time)
     {ns}:u:{tenant/user}:events     hash   event name -> count
-    {ns}:u:{tenant/user}:seen       zset   recent messageIds (deduplication window)
+    {ns}:u:{tenant/user}:seen       zset   messageId -> arrival (deduplication window)
     {ns}:u:{tenant/user}:outbox     list   tenant updates not yet applied
-    {ns}:t:{tenant}:applied         hash   "user|partition" -> last offset applied
+    {ns}:t:{tenant}:applied         hash   "user|partition" -> last offset applied, while
+                                           the user's outbox is not empty
     {ns}:t:{tenant}:trending        zset   item -> forward-decayed popularity
     {ns}:t:{tenant}:meta            hash   trending_landmark_ms, popular_landmark_ms
     {ns}:t:{tenant}:popular         zset   item -> positive strength, forward-decayed

@@ -6,9 +6,12 @@
 --       3 meta (hash), 4 popular (zset), 5.. co-occurrence zsets, one per item named in
 --       ARGV[2].keys
 -- ARGV[1]: config {trending_rate: trending decay rate per ms, popularity_rate: popularity
---          decay rate per ms (0: never decays)}
+--          decay rate per ms (0: never decays), marks: keep the applied offsets (false for
+--          a replay without outboxes), max_ranked: items kept in trending and in
+--          popularity, max_cooccurring: items kept per co-occurrence set}
 -- ARGV[2]: {updates: [{user, partition, offset, item_id, strength, time_ms, pairs}] sorted
---          by (partition, offset), keys: {item: index of its co-occurrence key}}
+--          by (partition, offset), keys: {item: index of its co-occurrence key},
+--          co_prefix: the co-occurrence keys' prefix (same slot)}
 --
 -- Updates come from the users' outboxes, each user's in offset order; an update at or
 -- below the offset already applied for its user and partition changes nothing, so a
@@ -20,6 +23,13 @@
 -- (weight s * exp(rate * (t - landmark))) and the set is rescaled when weights would
 -- grow too large; every item then decays by the same factor, so the order is the order
 -- of the decayed scores, and a sum does not depend on the order of its terms.
+--
+-- Bounds: past max_ranked, the lowest-scored items leave trending and popularity (an
+-- item leaving popularity loses its co-occurrence set); past max_cooccurring, the least
+-- frequent pairs leave a co-occurrence set. The applied offsets are deleted by the
+-- caller once the outboxes they guard are gone. Unlike the per-user caps, these are
+-- applied per call, on updates of all partitions: a tenant whose lists reach a cap may
+-- keep a different tail after a replay than live (docs/operations.md, Memory bounds).
 
 local applied, trending, meta, popular = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local cfg = cjson.decode(ARGV[1])
@@ -120,6 +130,31 @@ for key_index, row in pairs(pairs_seen) do
   for other, n in pairs(row) do redis.call('ZINCRBY', KEYS[key_index], n, other) end
 end
 for field in pairs(changed) do
-  redis.call('HSET', applied, field, string.format('%d', done[field]))
+  if cfg.marks then redis.call('HSET', applied, field, string.format('%d', done[field])) end
+end
+
+local function over(key, cap)
+  local extra = redis.call('ZCARD', key) - cap
+  return extra > 0 and extra or 0
+end
+local extra = over(trending, cfg.max_ranked)
+if extra > 0 then redis.call('ZREMRANGEBYRANK', trending, 0, extra - 1) end
+for key_index in pairs(pairs_seen) do
+  extra = over(KEYS[key_index], cfg.max_cooccurring)
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[key_index], 0, extra - 1) end
+end
+extra = over(popular, cfg.max_ranked)
+if extra > 0 then
+  local gone = redis.call('ZRANGE', popular, 0, extra - 1)
+  redis.call('ZREMRANGEBYRANK', popular, 0, extra - 1)
+  for _, item in ipairs(gone) do redis.call('DEL', input.co_prefix .. item) end
+end
+if redis.call('ZCARD', popular) >= cfg.max_ranked then
+  -- A pair written now for an item dropped before would recreate its set: drop it too.
+  for item, key_index in pairs(input.keys) do
+    if pairs_seen[key_index] and not redis.call('ZSCORE', popular, item) then
+      redis.call('DEL', KEYS[key_index])
+    end
+  end
 end
 return count
