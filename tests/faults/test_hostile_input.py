@@ -53,6 +53,7 @@ KEYS_ENV = {
 HOARDER = "hoarder"  # the hostile user with 10,000 distinct event names
 GOOD_ITEMS = [(f"g{n}", f"Good item {n}", f"A plain description of item {n}.") for n in range(12)]
 EVENT_NAME_FLOOD = 10_000
+MEMORY_BOUNDS = Path(__file__).parents[2] / "docs" / "benchmarks" / "memory-bounds.json"
 
 
 @dataclass
@@ -385,3 +386,17 @@ async def test_hostile_input_breaks_nothing(
     )
     assert not answers.server_errors, answers.server_errors
     assert not answers.unexpected, answers.unexpected
+    assert_within_bounds(footprint, settings)
+
+
+def assert_within_bounds(footprint: dict[str, Any], settings: Settings) -> None:
+    """The hoarder's keys hold no more than the caps allow and take no more memory than
+    the documented worst case (docs/benchmarks/memory-bounds.json, written by
+    ``python -m bench.memory`` for a user crafted to take the most)."""
+    members = footprint["members"]
+    assert members["events"] <= settings.max_event_names + 1  # the rest count as (other)
+    assert members["tags"] <= settings.max_tags_per_user
+    assert members["recent"] <= settings.recent_items_limit
+    assert members["seen"] <= settings.dedupe_max_ids
+    documented = json.loads(MEMORY_BOUNDS.read_text())["hostile_user"]["bytes"]
+    assert footprint["bytes"] <= documented, (footprint["bytes"], documented)
