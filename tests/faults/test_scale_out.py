@@ -9,14 +9,20 @@ import signal
 from pathlib import Path
 
 import pytest
+from qdrant_client import AsyncQdrantClient
 from redis.asyncio import Redis
 
 from schemas.content import ContentUpsert
+from schemas.topics import CONTENT
 from services.app import datasets
 from services.common.kafka import make_broker
+from services.common.offsets import Watermark
 from services.common.settings import Settings
+from services.common.vectorindex import VectorIndex
 from services.common.vectorindex.digest import digest_collection
 from services.common.vectorindex.edge import EdgeVectorIndex
+from services.common.vectorindex.server import QdrantServerIndex
+from services.common.vectorindex.watermarks import IndexWatermarks
 from services.embedder import content_router
 from services.embedder.replay import rebuild_collection
 from tests.faults.conftest import (
@@ -122,3 +128,29 @@ async def test_two_embedder_consumers_split_the_content_and_one_takes_over(
 
 async def _has(index: EdgeVectorIndex, count: int) -> bool:
     return await index.count("scale") >= count
+
+
+@pytest.mark.parametrize("engine", ["edge", "qdrant-client"])
+async def test_two_writers_saving_different_partitions_keep_each_others_watermarks(
+    engine: str, tmp_path: Path
+) -> None:
+    """Two embedder replicas on one collection (as with a Qdrant server) save their
+    partitions' watermarks at the same time: neither may undo the other's. Their saves
+    run in two tasks on one index, so they interleave wherever the index lets them."""
+    index: VectorIndex
+    if engine == "edge":
+        index = EdgeVectorIndex(tmp_path / "shared", 4)
+    else:
+        index = QdrantServerIndex(AsyncQdrantClient(location=":memory:"), "shared", 4)
+    await index.ensure_ready()
+    first, second = IndexWatermarks(index, CONTENT.name), IndexWatermarks(index, CONTENT.name)
+    try:
+        for offset in range(40):
+            await asyncio.gather(
+                first.save_watermarks({0: Watermark(0, offset), 2: Watermark(0, offset)}),
+                second.save_watermarks({1: Watermark(0, offset), 3: Watermark(0, offset)}),
+            )
+            stored = await IndexWatermarks(index, CONTENT.name).load_watermarks()
+            assert {p: m.offset for p, m in stored.items()} == dict.fromkeys(range(4), offset)
+    finally:
+        await index.close()

@@ -164,6 +164,9 @@ class BrokenIndex:
     async def read_meta(self, key: str) -> None:
         return None
 
+    async def read_metas(self, prefix: str) -> dict[str, Any]:
+        return {}
+
     async def apply(self, writes: object) -> None:
         raise RuntimeError("index broken")
 

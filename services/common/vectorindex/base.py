@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -183,6 +183,16 @@ def meta_payload(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
     return {STATE: META, META_KEY: key, META_VALUE: dict(value)}
 
 
+def metas_under(prefix: str, payloads: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Key -> value of the meta records among ``payloads`` whose key starts with ``prefix``."""
+    found: dict[str, Any] = {}
+    for payload in payloads:
+        key = payload.get(META_KEY) if payload else None
+        if isinstance(key, str) and key.startswith(prefix):
+            found[key] = meta_value([payload])
+    return {key: value for key, value in found.items() if value is not None}
+
+
 def as_float_list(vector: VectorLike) -> list[float]:
     tolist = getattr(vector, "tolist", None)  # numpy arrays convert much faster this way
     return [float(x) for x in (tolist() if tolist else vector)]
@@ -234,6 +244,13 @@ class VectorIndex(Protocol):
         """A record of the index's own, stored beside the items (never returned by reads)."""
 
     async def write_meta(self, key: str, value: dict[str, Any]) -> None: ...
+
+    async def read_metas(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every record of the index's own whose key starts with ``prefix``, by key."""
+
+    async def write_metas(self, values: Mapping[str, dict[str, Any]]) -> None:
+        """Write several records of the index's own, each under its key, in one request;
+        the records not named are left as they are."""
 
     async def optimize(self) -> None:
         """Build search indexes after a bulk load (a no-op where the engine does it)."""

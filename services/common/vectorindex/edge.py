@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from services.common.vectorindex.base import (
     DELETED,
     ITEM_ID,
     LIVE,
+    META,
     METADATA,
     STATE,
     TAGS,
@@ -61,6 +62,7 @@ from services.common.vectorindex.base import (
     meta_payload,
     meta_point_id,
     meta_value,
+    metas_under,
     point_id,
     point_uuid,
     stored_item,
@@ -84,6 +86,7 @@ _alias_writes = [0]  # alias files written by this process: its own switches are
 
 _IS_LIVE = FieldCondition(key=STATE, match=MatchValue(LIVE))
 _ITEMS = Filter(must=[FieldCondition(key=STATE, match=MatchAny([LIVE, DELETED]))])
+_METAS = Filter(must=[FieldCondition(key=STATE, match=MatchValue(META))])
 
 
 def _live(tenant: str | None) -> Filter:
@@ -342,6 +345,25 @@ class EdgeVectorIndex:
         point = Point(meta_point_id(key), vector, meta_payload(key, value))
         shard = await self._current(check=True)
         await asyncio.to_thread(shard.update, UpdateOperation.upsert_points([point]))
+
+    async def read_metas(self, prefix: str) -> dict[str, dict[str, Any]]:
+        shard = await self._current()
+        payloads: list[dict[str, Any] | None] = []
+        offset: Any = None
+        while True:
+            request = ScrollRequest(offset=offset, limit=512, filter=_METAS, with_payload=True)
+            records, offset = await asyncio.to_thread(shard.scroll, request)
+            payloads.extend(record.payload for record in records)
+            if offset is None:
+                return metas_under(prefix, payloads)
+
+    async def write_metas(self, values: Mapping[str, dict[str, Any]]) -> None:
+        if not values:
+            return
+        vector = tombstone_vector(self.dimension)
+        points = [Point(meta_point_id(k), vector, meta_payload(k, v)) for k, v in values.items()]
+        shard = await self._current(check=True)
+        await asyncio.to_thread(shard.update, UpdateOperation.upsert_points(points))
 
     async def optimize(self) -> None:
         await asyncio.to_thread((await self._current(check=True)).optimize)

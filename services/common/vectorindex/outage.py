@@ -8,7 +8,7 @@ failures (httpx) in ``ResponseHandlingException`` and reports HTTP statuses as
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from services.common.retry import retry_through_outage
@@ -81,6 +81,12 @@ class OutageTolerantIndex:
 
     async def write_meta(self, key: str, value: dict[str, Any]) -> None:
         await with_index_retries(lambda: self.inner.write_meta(key, value))
+
+    async def read_metas(self, prefix: str) -> dict[str, dict[str, Any]]:
+        return await with_index_retries(lambda: self.inner.read_metas(prefix))
+
+    async def write_metas(self, values: Mapping[str, dict[str, Any]]) -> None:
+        await with_index_retries(lambda: self.inner.write_metas(values))
 
 
 def tolerating_outages(index: VectorIndex) -> VectorIndex:
