@@ -198,9 +198,10 @@ async def read_dead_letters(settings: Settings, expected: int) -> list[DeadLette
 
 @contextmanager
 def attune_process(
-    service: str, settings: Settings, log: Path
+    service: str, settings: Settings, log: Path, *, http_port: int | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`attune run <service>` against the fault stack, killed at the end whatever happens."""
+    """`attune run <service>` against the fault stack, killed at the end whatever happens;
+    its HTTP server on ``http_port`` (default: any free port)."""
     env = {
         **os.environ,
         "ATTUNE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -210,7 +211,7 @@ def attune_process(
         "ATTUNE_REDIS_URL": settings.redis_url.get_secret_value(),
         "ATTUNE_CONSUMER_MAX_RECORDS": str(settings.consumer_max_records),
         "ATTUNE_VECTOR_INDEX_PATH": str(settings.vector_index_path),
-        "ATTUNE_HTTP_PORT": str(free_port()),
+        "ATTUNE_HTTP_PORT": str(http_port or free_port()),
     }
     attune = Path(sys.executable).with_name("attune")
     with log.open("ab") as out:
