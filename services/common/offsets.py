@@ -286,6 +286,7 @@ class PartitionTracker:
             log.info("%s: the state is behind the group; starting at %s", self.topic, moved)
         return moved
 
+
 __all__ = [
     "BatchPlan",
     "LogProbe",
