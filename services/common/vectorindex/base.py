@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from schemas.content import MAX_VERSION
+
 ID_NAMESPACE = uuid.UUID("6f1c7f52-3d0e-4a51-9d43-7f3b7a7e2c11")
 
 # Payload keys the implementations index and filter on.
@@ -50,6 +52,13 @@ def point_uuid(tenant: str, item_id: str) -> uuid.UUID:
     return uuid.uuid5(ID_NAMESPACE, f"{tenant}/{item_id}")
 
 
+def check_version(version: int) -> None:
+    """Versions are compared as 64-bit floats (Qdrant's range conditions), exact only
+    below 2^53: a larger one could let an older write replace a newer one."""
+    if not 0 <= version <= MAX_VERSION:
+        raise ValueError(f"version {version} is outside 0..2^53 - 1")
+
+
 @dataclass(frozen=True)
 class ItemPoint:
     """Upsert an item's vector and payload at a version."""
@@ -61,6 +70,9 @@ class ItemPoint:
     tags: Sequence[str] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)  # shown in results, not filtered
+
+    def __post_init__(self) -> None:
+        check_version(self.version)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -81,6 +93,9 @@ class ItemDeletion:
     tenant: str
     item_id: str
     version: int
+
+    def __post_init__(self) -> None:
+        check_version(self.version)
 
     def payload(self) -> dict[str, Any]:
         return {TENANT: self.tenant, ITEM_ID: self.item_id, VERSION: self.version, STATE: DELETED}
