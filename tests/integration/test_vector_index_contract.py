@@ -21,7 +21,8 @@ from services.common.vectorindex import (
     NumericRange,
     VectorIndex,
 )
-from services.common.vectorindex.edge import EdgeCollections, EdgeVectorIndex
+from services.common.vectorindex.edge import EdgeVectorIndex
+from services.common.vectorindex.edge_collections import EdgeCollections
 from services.common.vectorindex.server import QdrantServerIndex, ServerCollections
 from services.common.vectorindex.watermarks import IndexWatermarks
 
