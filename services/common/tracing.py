@@ -15,7 +15,7 @@ makes no spans.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -156,6 +156,14 @@ class TracedVectorIndex:
     async def write_meta(self, key: str, value: dict[str, Any]) -> None:
         with self._span("write_meta", **{"attune.meta_key": key}):
             await self.inner.write_meta(key, value)
+
+    async def read_metas(self, prefix: str) -> dict[str, dict[str, Any]]:
+        with self._span("read_metas", **{"attune.meta_key": prefix}):
+            return await self.inner.read_metas(prefix)
+
+    async def write_metas(self, values: Mapping[str, dict[str, Any]]) -> None:
+        with self._span("write_metas", **{"attune.meta_keys": len(values)}):
+            await self.inner.write_metas(values)
 
     async def optimize(self) -> None:
         with self._span("optimize"):

@@ -12,7 +12,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from schemas.api import BehaviourEventIn, ContentUpsertIn
-from schemas.content import ContentTombstone, version_from_timestamp
+from schemas.content import ContentTombstone
 from schemas.topics import CONTENT, EVENTS, content_key, events_key
 from services.common.records import describe_validation_error
 
@@ -151,13 +151,10 @@ def content_messages(
 def tombstone_message(
     item_id: str, tenant: str, *, received_at: datetime, version: int | None = None
 ) -> Outgoing:
-    """A tombstone for the content topic; ``version`` defaults to now in microseconds."""
+    """A tombstone for the content topic; without a ``version`` it deletes whatever
+    version is stored (see :class:`ContentTombstone`)."""
     message = ContentTombstone(
-        tenant=tenant,
-        item_id=item_id,
-        op="delete",
-        updated_at=received_at,
-        version=version_from_timestamp(received_at) if version is None else version,
+        tenant=tenant, item_id=item_id, op="delete", updated_at=received_at, version=version
     )
     key = content_key(tenant, message.item_id)
     return Outgoing.of(CONTENT.name, key, message, message.item_id, "item_id")

@@ -18,6 +18,7 @@ from faststream.kafka import KafkaBroker
 
 from schemas.api import Accepted, ContentBatchIn, ErrorDetail, ErrorResponse, EventBatchIn
 from schemas.common import utc_now
+from schemas.content import MAX_VERSION
 from services.common.http import ERROR_RESPONSES, ApiError, SettingsDep, WriteTenantDep
 from services.common.settings import Settings
 from services.ingest.compression import IngestRoute
@@ -175,10 +176,17 @@ async def delete_content(
     settings: SettingsDep,
     version: Annotated[
         int | None,
-        Query(ge=0, description="The tombstone's version; default: now in microseconds."),
+        Query(
+            ge=0,
+            le=MAX_VERSION,
+            description="The tombstone's version, from 0 to 2^53 - 1: the item is deleted "
+            "unless a newer version is stored. Without one, whatever version is stored is "
+            "deleted, and a later upsert at that version or higher brings the item back.",
+        ),
     ] = None,
 ) -> Accepted:
-    """Deletes the item unless a newer version of it exists."""
+    """Deletes the item unless a newer version of it exists (without a version: whatever
+    version is stored)."""
     message = tombstone_message(item_id, tenant, received_at=utc_now(), version=version)
     await _publish(broker, settings, [message])
     return Accepted(accepted=1, ids=[message.id])

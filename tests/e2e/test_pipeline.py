@@ -140,3 +140,33 @@ async def test_posted_content_and_events_reach_every_query(api: httpx.AsyncClien
     unknown = await api.get("/v1/items/nope/similar", headers=headers)
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "item_not_found"
+
+
+async def test_a_counted_upsert_after_a_delete_without_a_version_brings_the_item_back(
+    api: httpx.AsyncClient,
+) -> None:
+    """A producer that counts its versions deletes without one, then re-creates the item
+    with its next count: the delete must not outrank that count."""
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    headers = {"X-Attune-Tenant": tenant}
+
+    async def post(version: int) -> httpx.Response:
+        item = {"item_id": "heat", "title": f"Heat, cut {version}", "version": version}
+        return await api.post("/v1/content", json={"items": [item]}, headers=headers)
+
+    async def present(expected: bool) -> bool:
+        found = await api.get("/v1/items/heat/similar", headers=headers)
+        assert found.status_code in (200, 404), found.text
+        return (found.status_code == 200) == expected
+
+    assert (await post(5)).status_code == 202
+    await eventually(lambda: present(True), "the item is embedded")
+    deleted = await api.delete("/v1/content/heat", headers=headers)
+    assert deleted.status_code == 202, deleted.text
+    await eventually(lambda: present(False), "the delete takes the item out")
+    assert (await post(6)).status_code == 202
+    await eventually(lambda: present(True), "the next counted version brings it back")
+
+    refused = await post(2**53)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"][0]["field"] == "items.0.version"

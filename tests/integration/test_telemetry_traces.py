@@ -217,7 +217,7 @@ async def test_a_content_item_is_one_trace_down_to_the_embedding_and_the_index(
     assert embed.parent_id == process.span_id
     assert apply.parent_id == process.span_id
     assert apply.attribute("attune.writes") == 1
-    watermarks = one(rows, name="vector_index.write_meta")
+    watermarks = one(rows, name="vector_index.write_metas")
     assert watermarks.parent_id == process.span_id
 
     # The search request: query embedding, vector search, Redis reads, one trace.

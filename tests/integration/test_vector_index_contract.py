@@ -17,7 +17,8 @@ from services.common.vectorindex import (
     NumericRange,
     VectorIndex,
 )
-from services.common.vectorindex.edge import EdgeCollections, EdgeVectorIndex
+from services.common.vectorindex.edge import EdgeVectorIndex
+from services.common.vectorindex.edge_collections import EdgeCollections
 from services.common.vectorindex.server import QdrantServerIndex, ServerCollections
 
 pytestmark = pytest.mark.integration
@@ -350,6 +351,24 @@ async def test_watermarks_kept_where_older_versions_wrote_them_are_still_read(
     await index.write_meta("watermarks/t", {"0": 2})
     assert await index.read_meta("watermarks/t") == {"0": 2}
     await index.close()
+
+
+async def test_versions_at_the_top_of_the_range_keep_their_order(index: VectorIndex) -> None:
+    top = 2**53 - 1
+    await index.apply([item("a", top, EAST, extra={"title": "top"})])
+    await index.apply([item("a", top - 1, NORTH, extra={"title": "below"})])  # late, older
+
+    [stored] = await index.retrieve("acme", ["a"])
+    assert (stored.version, stored.payload["title"]) == (top, "top")
+
+
+def test_versions_from_2_to_the_53_cannot_be_written() -> None:
+    """As floats, 2^53 + 3 rounds to 2^53 + 4: a write at 2^53 + 3 would replace one at
+    2^53 + 4 (both engines did)."""
+    with pytest.raises(ValueError, match="outside"):
+        item("a", 2**53 + 3, EAST)
+    with pytest.raises(ValueError, match="outside"):
+        ItemDeletion(tenant="acme", item_id="a", version=2**53)
 
 
 async def test_scores_stay_right_while_a_small_memo_rolls_over(tmp_path: Path) -> None:

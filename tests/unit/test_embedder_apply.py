@@ -92,12 +92,12 @@ def upsert(item_id: str, version: int, title: str = "", **fields: Any) -> Conten
     )
 
 
-def tombstone(item_id: str, version: int, tenant: str = "acme") -> ContentEnvelope:
+def tombstone(item_id: str, version: int | None, tenant: str = "acme") -> ContentEnvelope:
     return envelope(
         {
             "tenant": tenant,
             "item_id": item_id,
-            "version": version,
+            **({} if version is None else {"version": version}),
             "updated_at": "2024-05-02T12:00:00Z",
             "op": "delete",
         }

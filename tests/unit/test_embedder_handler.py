@@ -152,6 +152,20 @@ async def test_the_newest_version_wins_within_and_across_batches(harness: Harnes
     assert harness.embedder.texts == ["three", "one"]
 
 
+async def test_versions_from_2_to_the_53_are_dead_lettered(harness: Harness) -> None:
+    """Compared as floats, 2^53 + 3 rounds to 2^53 + 4: the later, older message used to
+    replace the newer one. Neither is taken now."""
+    await harness.send(movie("m1", 2**53 + 4, title="newer"))
+    await harness.send(movie("m1", 2**53 + 3, title="older"))
+    assert await harness.index.retrieve("acme", ["m1"]) == []
+
+    await harness.send(movie("m1", 2**53 - 1, title="in range"))
+    [stored] = await harness.index.retrieve("acme", ["m1"])
+    assert stored.payload["title"] == "in range"
+    assert [letter.reason for letter in harness.dead_letters] == ["schema_violation"] * 2
+    assert all("version" in letter.error for letter in harness.dead_letters)
+
+
 async def test_a_single_published_message_is_a_batch_of_one(harness: Harness) -> None:
     await harness.broker.publish(movie("solo"), CONTENT.name, key=content_key("acme", "solo"))
 
@@ -163,6 +177,9 @@ class BrokenIndex:
 
     async def read_meta(self, key: str) -> None:
         return None
+
+    async def read_metas(self, prefix: str) -> dict[str, Any]:
+        return {}
 
     async def apply(self, writes: object) -> None:
         raise RuntimeError("index broken")

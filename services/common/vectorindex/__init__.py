@@ -48,7 +48,7 @@ def open_vector_index(settings: Settings, dimension: int) -> VectorIndex:
 def open_collections(settings: Settings, dimension: int) -> Collections:
     """The collections behind the alias the settings name (for a replay)."""
     if settings.vector_index == "edge":
-        from services.common.vectorindex.edge import EdgeCollections
+        from services.common.vectorindex.edge_collections import EdgeCollections
 
         return EdgeCollections(settings.vector_index_path, dimension, settings.qdrant_collection)
 

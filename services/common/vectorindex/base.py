@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from schemas.content import MAX_VERSION
 
 ID_NAMESPACE = uuid.UUID("6f1c7f52-3d0e-4a51-9d43-7f3b7a7e2c11")
 
@@ -50,6 +52,13 @@ def point_uuid(tenant: str, item_id: str) -> uuid.UUID:
     return uuid.uuid5(ID_NAMESPACE, f"{tenant}/{item_id}")
 
 
+def check_version(version: int) -> None:
+    """Versions are compared as 64-bit floats (Qdrant's range conditions), exact only
+    below 2^53: a larger one could let an older write replace a newer one."""
+    if not 0 <= version <= MAX_VERSION:
+        raise ValueError(f"version {version} is outside 0..2^53 - 1")
+
+
 @dataclass(frozen=True)
 class ItemPoint:
     """Upsert an item's vector and payload at a version."""
@@ -61,6 +70,9 @@ class ItemPoint:
     tags: Sequence[str] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)  # shown in results, not filtered
+
+    def __post_init__(self) -> None:
+        check_version(self.version)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -81,6 +93,9 @@ class ItemDeletion:
     tenant: str
     item_id: str
     version: int
+
+    def __post_init__(self) -> None:
+        check_version(self.version)
 
     def payload(self) -> dict[str, Any]:
         return {TENANT: self.tenant, ITEM_ID: self.item_id, VERSION: self.version, STATE: DELETED}
@@ -183,6 +198,16 @@ def meta_payload(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
     return {STATE: META, META_KEY: key, META_VALUE: dict(value)}
 
 
+def metas_under(prefix: str, payloads: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Key -> value of the meta records among ``payloads`` whose key starts with ``prefix``."""
+    found: dict[str, Any] = {}
+    for payload in payloads:
+        key = payload.get(META_KEY) if payload else None
+        if isinstance(key, str) and key.startswith(prefix):
+            found[key] = meta_value([payload])
+    return {key: value for key, value in found.items() if value is not None}
+
+
 def as_float_list(vector: VectorLike) -> list[float]:
     tolist = getattr(vector, "tolist", None)  # numpy arrays convert much faster this way
     return [float(x) for x in (tolist() if tolist else vector)]
@@ -234,6 +259,13 @@ class VectorIndex(Protocol):
         """A record of the index's own, stored beside the items (never returned by reads)."""
 
     async def write_meta(self, key: str, value: dict[str, Any]) -> None: ...
+
+    async def read_metas(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every record of the index's own whose key starts with ``prefix``, by key."""
+
+    async def write_metas(self, values: Mapping[str, dict[str, Any]]) -> None:
+        """Write several records of the index's own, each under its key, in one request;
+        the records not named are left as they are."""
 
     async def optimize(self) -> None:
         """Build search indexes after a bulk load (a no-op where the engine does it)."""

@@ -12,10 +12,9 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from services.common.vectorindex.base import (
     DELETED,
     ITEM_ID,
     LIVE,
+    META,
     METADATA,
     STATE,
     TAGS,
@@ -61,6 +61,7 @@ from services.common.vectorindex.base import (
     meta_payload,
     meta_point_id,
     meta_value,
+    metas_under,
     point_id,
     point_uuid,
     stored_item,
@@ -84,6 +85,7 @@ _alias_writes = [0]  # alias files written by this process: its own switches are
 
 _IS_LIVE = FieldCondition(key=STATE, match=MatchValue(LIVE))
 _ITEMS = Filter(must=[FieldCondition(key=STATE, match=MatchAny([LIVE, DELETED]))])
+_METAS = Filter(must=[FieldCondition(key=STATE, match=MatchValue(META))])
 
 
 def _live(tenant: str | None) -> Filter:
@@ -343,6 +345,25 @@ class EdgeVectorIndex:
         shard = await self._current(check=True)
         await asyncio.to_thread(shard.update, UpdateOperation.upsert_points([point]))
 
+    async def read_metas(self, prefix: str) -> dict[str, dict[str, Any]]:
+        shard = await self._current()
+        payloads: list[dict[str, Any] | None] = []
+        offset: Any = None
+        while True:
+            request = ScrollRequest(offset=offset, limit=512, filter=_METAS, with_payload=True)
+            records, offset = await asyncio.to_thread(shard.scroll, request)
+            payloads.extend(record.payload for record in records)
+            if offset is None:
+                return metas_under(prefix, payloads)
+
+    async def write_metas(self, values: Mapping[str, dict[str, Any]]) -> None:
+        if not values:
+            return
+        vector = tombstone_vector(self.dimension)
+        points = [Point(meta_point_id(k), vector, meta_payload(k, v)) for k, v in values.items()]
+        shard = await self._current(check=True)
+        await asyncio.to_thread(shard.update, UpdateOperation.upsert_points(points))
+
     async def optimize(self) -> None:
         await asyncio.to_thread((await self._current(check=True)).optimize)
 
@@ -397,42 +418,3 @@ def _uuid(point: Any) -> uuid.UUID:
 def _close_shard(shard: EdgeShard) -> None:
     shard.flush()
     shard.close()
-
-
-class EdgeCollections:
-    """Physical collections behind an alias, for a replay (see :mod:`.base`)."""
-
-    def __init__(self, root: Path, dimension: int, name: str) -> None:
-        self.root, self.dimension, self.name = root, dimension, name
-
-    async def active(self) -> str:
-        return read_aliases(self.root).get(self.name, self.name)
-
-    def open(self, physical: str) -> EdgeVectorIndex:
-        return EdgeVectorIndex(self.root, self.dimension, physical)
-
-    async def switch(self, physical: str) -> str:
-        aliases = read_aliases(self.root)
-        old = aliases.get(self.name, self.name)
-        aliases[self.name] = physical
-        write_aliases(self.root, aliases)
-        return old
-
-    async def drop(self, physical: str, *, wait_s: float = 30.0) -> None:
-        """Delete a collection's folder once no process holds it (a live process lets go
-        of it when it follows the alias switch)."""
-        if physical == await self.active():
-            raise ValueError(f"{physical} is the active collection")
-        path = self.root / physical
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while True:
-            try:
-                shard = await asyncio.to_thread(open_shard, path, self.dimension)
-            except Exception:  # still locked by a live process
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-                continue
-            await asyncio.to_thread(shard.close)
-            break
-        await asyncio.to_thread(shutil.rmtree, path)

@@ -8,11 +8,11 @@ failures (httpx) in ``ResponseHandlingException`` and reports HTTP statuses as
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from services.common.retry import retry_through_outage
-from services.common.vectorindex.base import ItemWrite, VectorIndex
+from services.common.vectorindex.base import ItemWrite, StoredItem, VectorIndex
 
 T = TypeVar("T")
 
@@ -62,10 +62,11 @@ async def with_index_retries(operation: Callable[[], Awaitable[T]]) -> T:
 
 
 class OutageTolerantIndex:
-    """A :class:`VectorIndex` whose writes (items and meta records, and the meta reads a
-    writer plans with) wait out an outage instead of failing; everything else is the
-    wrapped index's. What a consumer writes through: an outage pauses it, and the
-    batch's embeddings are not computed again."""
+    """A :class:`VectorIndex` whose writes (items and meta records, and the reads a
+    writer plans with: meta records, the versions a tombstone without one deletes) wait
+    out an outage instead of failing; everything else is the wrapped index's. What a
+    consumer writes through: an outage pauses it, and the batch's embeddings are not
+    computed again."""
 
     def __init__(self, inner: VectorIndex) -> None:
         self.inner = inner
@@ -76,11 +77,24 @@ class OutageTolerantIndex:
     async def apply(self, writes: Sequence[ItemWrite]) -> None:
         await with_index_retries(lambda: self.inner.apply(writes))
 
+    async def retrieve(
+        self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[StoredItem]:
+        return await with_index_retries(
+            lambda: self.inner.retrieve(tenant, item_ids, with_vectors=with_vectors)
+        )
+
     async def read_meta(self, key: str) -> dict[str, Any] | None:
         return await with_index_retries(lambda: self.inner.read_meta(key))
 
     async def write_meta(self, key: str, value: dict[str, Any]) -> None:
         await with_index_retries(lambda: self.inner.write_meta(key, value))
+
+    async def read_metas(self, prefix: str) -> dict[str, dict[str, Any]]:
+        return await with_index_retries(lambda: self.inner.read_metas(prefix))
+
+    async def write_metas(self, values: Mapping[str, dict[str, Any]]) -> None:
+        await with_index_retries(lambda: self.inner.write_metas(values))
 
 
 def tolerating_outages(index: VectorIndex) -> VectorIndex:

@@ -6,7 +6,7 @@ this exact code path without a server; the contract tests use it that way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
@@ -15,6 +15,7 @@ from services.common.vectorindex.base import (
     DELETED,
     ITEM_ID,
     LIVE,
+    META,
     METADATA,
     STATE,
     TAGS,
@@ -31,6 +32,7 @@ from services.common.vectorindex.base import (
     meta_payload,
     meta_point_id,
     meta_value,
+    metas_under,
     point_id,
     stored_item,
     tombstone_vector,
@@ -48,6 +50,7 @@ _IS_LIVE = models.FieldCondition(key=STATE, match=models.MatchValue(value=LIVE))
 _ITEMS = models.Filter(
     must=[models.FieldCondition(key=STATE, match=models.MatchAny(any=[LIVE, DELETED]))]
 )
+_METAS = models.Filter(must=[models.FieldCondition(key=STATE, match=models.MatchValue(value=META))])
 
 
 def _live(tenant: str | None) -> models.Filter:
@@ -270,6 +273,27 @@ class QdrantServerIndex:
             payload=meta_payload(key, value),
         )
         await self.client.upsert(self.collection, [point], wait=True)
+
+    async def read_metas(self, prefix: str) -> dict[str, dict[str, Any]]:
+        payloads: list[dict[str, Any] | None] = []
+        offset: Any = None
+        while True:
+            records, offset = await self.client.scroll(
+                self.collection, scroll_filter=_METAS, limit=512, offset=offset, with_payload=True
+            )
+            payloads.extend(record.payload for record in records)
+            if offset is None:
+                return metas_under(prefix, payloads)
+
+    async def write_metas(self, values: Mapping[str, dict[str, Any]]) -> None:
+        if not values:
+            return
+        vector = tombstone_vector(self.dimension)
+        points = [
+            models.PointStruct(id=meta_point_id(key), vector=vector, payload=meta_payload(key, v))
+            for key, v in values.items()
+        ]
+        await self.client.upsert(self.collection, points, wait=True)
 
     async def optimize(self) -> None:
         """The server builds its HNSW index by itself."""
