@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -23,10 +24,16 @@ from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
+CLIENT_ID = "attune"
+"""How Attune's Kafka clients name themselves to the cluster (its logs, quotas, ACLs)."""
+
 
 def kafka_security(settings: Settings) -> BaseSecurity | None:
     protocol = settings.kafka_security_protocol
     use_ssl = protocol in ("SSL", "SASL_SSL")
+    # aiokafka refuses SSL without a context: this one checks the broker's certificate
+    # against the system's CAs, as managed clusters expect.
+    ssl_context = create_ssl_context() if use_ssl else None
     if protocol.startswith("SASL"):
         if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:
             raise ValueError(
@@ -42,14 +49,21 @@ def kafka_security(settings: Settings) -> BaseSecurity | None:
             settings.kafka_sasl_username,
             settings.kafka_sasl_password.get_secret_value(),
             use_ssl=use_ssl,
+            ssl_context=ssl_context,
         )
-    return BaseSecurity(use_ssl=True) if use_ssl else None
+    return BaseSecurity(ssl_context=ssl_context, use_ssl=True) if use_ssl else None
+
+
+def bootstrap_servers(settings: Settings) -> list[str]:
+    """The host:port list; FastStream would take the comma-separated string as one host."""
+    return [server.strip() for server in settings.kafka_bootstrap_servers.split(",")]
 
 
 def aiokafka_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for raw aiokafka clients (admin, replay consumers)."""
     return {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "bootstrap_servers": bootstrap_servers(settings),
+        "client_id": CLIENT_ID,
         **parse_security(kafka_security(settings)),
     }
 
@@ -65,7 +79,7 @@ def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
 
         middlewares.append(KafkaTracing(provider))
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        bootstrap_servers(settings),
         security=kafka_security(settings),
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
@@ -74,6 +88,7 @@ def make_broker(settings: Settings, **options: Any) -> KafkaBroker:
         # A plain logger: FastStream's default one writes colourized text to stdout of
         # its own; this one goes through the process's handler (JSON lines).
         **{
+            "client_id": CLIENT_ID,
             "logger": logging.getLogger("attune.kafka"),
             "log_level": logging.DEBUG,  # FastStream logs every message at this level
             "middlewares": middlewares,
@@ -175,7 +190,9 @@ async def connected_producer(broker: KafkaBroker, settings: Settings) -> AsyncIt
 
 
 __all__ = [
+    "CLIENT_ID",
     "aiokafka_options",
+    "bootstrap_servers",
     "check_broker",
     "connected_producer",
     "ensure_topics",

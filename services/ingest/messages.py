@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from schemas.api import BehaviourEventIn, ContentUpsertIn
 from schemas.content import ContentTombstone
@@ -59,7 +59,8 @@ class ContextTooLarge(Exception):
 
 def _check_context(context: dict[str, Any] | None, field: str, limit: int) -> None:
     if context:
-        size = len(orjson.dumps(context))
+        # As the message will be written (orjson refuses integers beyond 64 bits).
+        size = len(to_json(context, inf_nan_mode="null"))
         if size > limit:
             raise ContextTooLarge(field, size, limit)
 

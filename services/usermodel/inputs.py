@@ -138,7 +138,27 @@ def identify_traits(event: BehaviourEvent) -> dict[str, Any]:
     if event.type != "identify":
         return {}
     in_context = event.context.get("traits")
-    return {**(in_context if isinstance(in_context, dict) else {}), **event.traits}
+    traits = {**(in_context if isinstance(in_context, dict) else {}), **event.traits}
+    return {key: _storable(value) for key, value in traits.items()}
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _storable(value: Any) -> Any:
+    """A trait as the fold can pass it on: an integer beyond 64 bits (valid JSON, which
+    orjson refuses to write) becomes the double Lua would make of it, or its digits
+    when no double holds it."""
+    if isinstance(value, dict):
+        return {key: _storable(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_storable(inner) for inner in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        try:
+            return float(value)
+        except OverflowError:
+            return str(value)
+    return value
 
 
 def kept_traits(traits: dict[str, Any]) -> list[list[Any]]:

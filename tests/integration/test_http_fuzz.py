@@ -13,39 +13,15 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from hypothesis import given
 
 from services.app.embedded import EmbeddedStack, free_port
+from tests.fuzzing import CHECKS, fuzz_settings
 from tests.polling import wait_ready
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES_PER_OPERATION = 60
-
-
-def errors_have_the_one_shape(ctx: Any, response: Any, case: Any) -> bool | None:
-    if 400 <= response.status_code < 600:
-        body = response.json()
-        error = body.get("error") if isinstance(body, dict) else None
-        assert isinstance(error, dict), f"{response.status_code} without an error object"
-        assert isinstance(error.get("code"), str), "error.code missing"
-        assert isinstance(error.get("message"), str), "error.message missing"
-    return None
-
-
-CHECKS = [
-    not_a_server_error,
-    errors_have_the_one_shape,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
 
 
 def _serve(service: str, stack: EmbeddedStack, folder: Path) -> Iterator[str]:
@@ -88,13 +64,7 @@ def query_schema(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory)
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
 
 
-FUZZ = settings(
-    max_examples=EXAMPLES_PER_OPERATION,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-    database=None,
-)
+FUZZ = fuzz_settings(EXAMPLES_PER_OPERATION)
 
 
 def fuzz_every_operation(schema: Any) -> int:

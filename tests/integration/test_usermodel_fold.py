@@ -337,3 +337,26 @@ async def test_a_landmark_years_ahead_never_overflows_a_read(
     for ranked in (await reader.trending("acme", 10, now=T0), await reader.popular("acme", 10)):
         assert [item for item, _ in ranked] == ["a", "b"]
         assert all(math.isfinite(score) for _, score in ranked)
+
+
+async def test_traits_holding_integers_beyond_64_bits_are_folded(
+    redis: Redis, keys: UserModelKeys
+) -> None:
+    identify = BehaviourEvent.model_validate({
+        "tenant": "acme", "type": "identify", "userId": "ann", "messageId": "id-1",
+        "timestamp": T0.isoformat(),
+        "traits": {"plan": "pro", "seats": 2**70, "ids": [10**400, 7], "org": {"id": -(2**64)}},
+    })  # fmt: skip
+    envelope = Envelope(
+        message=identify, topic="attune.events", partition=0, offset=1, key=None, timestamp_ms=0
+    )
+    await UserModelFolder(redis, CONFIG).fold([envelope], keys)
+
+    model = await UserModelReader(redis, keys, CONFIG.decay).user("acme", "ann", now=T0)
+    assert model.events == 1
+    assert model.traits == {  # Lua's numbers are doubles
+        "plan": "pro",
+        "seats": pytest.approx(2.0**70, rel=1e-12),
+        "ids": [str(10**400), 7],
+        "org": {"id": pytest.approx(-(2.0**64), rel=1e-12)},
+    }

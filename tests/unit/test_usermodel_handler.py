@@ -101,3 +101,24 @@ async def test_malformed_events_are_dead_lettered_and_the_rest_folded(harness: H
     assert violation.consumer == "unit-usermodel"
     assert (await harness.reader.user("acme", "bob")).events == 1
     assert await harness.reader.popular("acme", 10) == [("z", 5.0)]
+
+
+async def test_traits_holding_an_integer_beyond_64_bits_are_folded(harness: Harness) -> None:
+    """Valid JSON that ingest accepts; the fold's encoder used to refuse it, and the
+    event went to the dead-letter topic."""
+    identify = {
+        "tenant": "acme", "type": "identify", "userId": "ann", "messageId": "m1",
+        "timestamp": SENT_AT.isoformat(),
+        "traits": {"plan": "pro", "seats": 2**70, "ids": [10**400, 7], "org": {"id": -(2**64)}},
+    }  # fmt: skip
+    await harness.send(identify, event("m2", "ann", "like", "a"))
+
+    assert harness.dead_letters == []
+    model = await harness.reader.user("acme", "ann")
+    assert model.events == 2
+    assert model.traits == {  # Lua's numbers are doubles
+        "plan": "pro",
+        "seats": pytest.approx(2.0**70, rel=1e-12),
+        "ids": [str(10**400), 7],
+        "org": {"id": pytest.approx(-(2.0**64), rel=1e-12)},
+    }

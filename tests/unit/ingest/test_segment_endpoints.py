@@ -188,3 +188,14 @@ async def test_a_batch_context_is_bounded_before_it_is_copied_into_every_event(
     small = {"library": {"name": "analytics-python", "version": "2.4.0"}}
     answer = await ingest.http.post("/v1/batch", json={"batch": events[:3], "context": small})
     assert answer.status_code == 200, answer.text
+
+
+async def test_a_context_with_an_integer_beyond_64_bits_is_accepted(ingest: Ingest) -> None:
+    """Valid JSON: it used to fail the size check of the context with a 500."""
+    big = 2**70
+    mine = {**event("m-1"), "type": "track", "context": {"campaign": {"id": big}}}
+    body = {"batch": [mine], "context": {"app": {"build": -big}}}
+    answer = await ingest.http.post("/v1/batch", json=body)
+    assert answer.status_code == 200, answer.text
+    context = ingest.on(EVENTS.name)[0].value["context"]
+    assert context == {"campaign": {"id": big}, "app": {"build": -big}}
