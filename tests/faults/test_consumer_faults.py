@@ -159,27 +159,26 @@ async def test_broker_restart(
 async def test_broker_restart_with_a_shorter_log(
     fault_stack: EmbeddedStack, settings: Settings, redis: Redis, tmp_path: Path
 ) -> None:
-    """After the restart every partition's new log ends before where the consumer was,
-    and the group's committed offsets point there too (a commit that reached the new
-    broker: here the test makes it, as a batch in flight across the restart would).
-    Apache Kafka would answer fetches there OFFSET_OUT_OF_RANGE and the consumer would
-    reset; the embedded broker answers nothing, and the consumer would wait past the end
-    of the log for records that arrive below it."""
+    """The broker restarts with an empty log while the group's committed offsets point
+    where the consumer was (a commit that reached the new broker; here the test makes
+    it, between two runs of the consumer), and every partition's new log ends before
+    that. Apache Kafka would answer fetches there OFFSET_OUT_OF_RANGE and the consumer
+    would reset; the embedded broker answers nothing, and the consumer would wait past
+    the end of the log for records that arrive below it."""
     before = synthetic_events(4_000, seed=14)
     after = [
         event.model_copy(update={"message_id": f"after-{n}"})
         for n, event in enumerate(synthetic_events(600, seed=15))
     ]
-    with attune_process("usermodel", settings, tmp_path / "consumer.log") as consumer:
+    with attune_process("usermodel", settings, tmp_path / "first.log"):
         await datasets.produce(settings, before)
         await eventually(lambda: caught_up(redis, settings), "the consumer folds the first part")
-        positions = {
-            p: offset + 1 for p, offset in (await applied_offsets(redis, settings)).items()
-        }
-        fault_stack.stop_component("broker")
-        await fault_stack.start_broker()
-        await commit_offsets(settings, consumer_group(settings), EVENTS.name, positions)
-        await datasets.produce(settings, after)
+    positions = {p: offset + 1 for p, offset in (await applied_offsets(redis, settings)).items()}
+    fault_stack.stop_component("broker")
+    await fault_stack.start_broker()
+    await commit_offsets(settings, consumer_group(settings), EVENTS.name, positions)
+    await datasets.produce(settings, after)
+    with attune_process("usermodel", settings, tmp_path / "second.log") as consumer:
         await eventually(lambda: caught_up(redis, settings, epoch=1), "the consumer folds the rest")
         assert consumer.poll() is None
     clean = await folded_state(redis, settings, [*before, *after])
