@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     kafka_log_may_reset: bool = Field(
         default=False,
         description="The broker may lose its log and reuse offsets (the embedded, memory-only "
-        "broker does on a restart): consumers then look for reset partitions. Never with "
+        "broker does on a restart): consumers then look for reset partitions, and a "
+        "consumer left past the end of a partition's log goes back to its start (that "
+        "broker answers such fetches with nothing, not OFFSET_OUT_OF_RANGE). Never with "
         "Apache Kafka.",
     )
     kafka_group_prefix: str = Field(default="attune", description="Consumer group prefix.")
