@@ -240,10 +240,12 @@ async def test_the_embedder_process_serves_health_and_metrics_and_stores_content
                 [(content_key(tenant, "m1"), upsert(tenant, "m1", "Alien", "A space horror."))],
             )
 
-            async def embedded() -> bool:
-                return _metric((await client.get("/metrics")).text, metric) > before
+            async def embedded() -> bool:  # m1 itself (the topic may hold others first)
+                assert assembly.deps.vector_index is not None
+                return bool(await assembly.deps.vector_index.retrieve(tenant, ["m1"]))
 
             await eventually(embedded, "the process embeds the upsert", within=DEADLINE_S)
+            assert _metric((await client.get("/metrics")).text, metric) > before
             ready = await client.get("/readyz")
             assert ready.status_code == 200, ready.text
             assert ready.json()["checks"] == {"kafka": "ok", "vector_index": "ok"}
