@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+from scipy.linalg import lapack
 
 Floats = npt.NDArray[np.float64]
 Indices = npt.NDArray[np.intp]
@@ -78,11 +79,24 @@ def item_knn_scores(history: sp.csr_matrix, neighbourhoods: sp.csr_matrix) -> Fl
     return np.asarray((history @ neighbourhoods.T).toarray(), dtype=np.float64)
 
 
+def spd_inverse(matrix: Floats) -> Floats:
+    """The inverse of a symmetric positive definite matrix through its Cholesky factor
+    (about half the work of a general inverse)."""
+    factor, info = lapack.dpotrf(matrix, lower=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"not positive definite (dpotrf info {info})")
+    upper, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"no inverse (dpotri info {info})")
+    upper = np.triu(upper)
+    return np.asarray(upper + np.triu(upper, 1).T, dtype=np.float64)
+
+
 def ease_weights(matrix: sp.csr_matrix, regularization: float) -> Floats:
     """EASE's item-item weights ``B`` (zero diagonal)."""
     gram = np.asarray((matrix.T @ matrix).toarray(), dtype=np.float64)
     gram[np.diag_indices_from(gram)] += regularization
-    inverse = np.linalg.inv(gram)
+    inverse = spd_inverse(gram)
     weights = -inverse / np.diag(inverse)[None, :]
     weights[np.diag_indices_from(weights)] = 0.0
     return weights
@@ -110,15 +124,10 @@ def _solve_rows(
     ``(Y^T Y + alpha Y_u^T Y_u + reg I) x_u = (1 + alpha) Y_u^T 1``."""
     size = fixed.shape[1]
     base = fixed.T @ fixed + regularization * np.eye(size)
-    out = np.zeros((matrix.shape[0], size), dtype=np.float64)
-    for row in range(matrix.shape[0]):
-        columns = matrix.indices[matrix.indptr[row] : matrix.indptr[row + 1]]
-        if len(columns) == 0:
-            continue
-        observed = fixed[columns]
-        system = base + alpha * observed.T @ observed
-        out[row] = np.linalg.solve(system, (1.0 + alpha) * observed.sum(axis=0))
-    return out
+    outer = (fixed[:, :, None] * fixed[:, None, :]).reshape(len(fixed), size * size)
+    systems = base[None] + alpha * np.asarray(matrix @ outer).reshape(-1, size, size)
+    targets = (1.0 + alpha) * np.asarray(matrix @ fixed)
+    return np.asarray(np.linalg.solve(systems, targets[:, :, None])[:, :, 0], dtype=np.float64)
 
 
 def ials(
@@ -162,5 +171,6 @@ __all__ = [
     "ials",
     "item_knn_scores",
     "popularity",
+    "spd_inverse",
     "top_items",
 ]

@@ -86,3 +86,11 @@ def test_top_items_orders_masks_and_breaks_ties_by_column() -> None:
     exclude = sp.csr_matrix(np.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=np.float64))
     assert top_items(scores, exclude, 10) == [[0, 2, 4], [0, 1, 2, 3, 4]]
     assert top_items(scores, exclude, 2) == [[0, 2], [0, 1]]
+
+
+def test_the_cholesky_inverse_is_the_inverse() -> None:
+    from bench.relevance.batch import spd_inverse
+
+    dense = matrix().toarray()
+    gram = dense.T @ dense + 2.0 * np.eye(7)
+    assert np.allclose(spd_inverse(gram), np.linalg.inv(gram))
