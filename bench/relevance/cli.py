@@ -70,10 +70,12 @@ def movielens(
         typer.Option(help="Keep the embedded stack's data here (default: a temporary folder)."),
     ] = None,
 ) -> None:
-    """Split the ratings by time, load the training part into the embedded stack (real
-    embedder, Kafka, user model), choose the blend's weights and the popularity half-life
-    on the validation period and score the blend and the baselines on the test period;
-    write REPORT and JSON."""
+    """Two protocols, each on its own embedded stack (real embedder, Kafka, user model):
+    one global timeline split by time, as it would run in production, then a per-user
+    temporal holdout with batch references (most popular, item k-NN, EASE, iALS)
+    fitted on the same training events. Each chooses the blend's weights on validation
+    and scores the test set once; write REPORT and JSON."""
+    from bench.relevance.peruser import evaluate_per_user
     from bench.relevance.report import write_outputs
     from bench.relevance.runner import EvaluationConfig, evaluate_movielens
     from services.app.embedded import StackError
@@ -109,6 +111,10 @@ def movielens(
     started = time.monotonic()
     try:
         results = asyncio.run(evaluate_movielens(config, settings, console))
+        chosen_half_life = results["settings"]["popularity_half_life_days"]
+        results["per_user"] = asyncio.run(
+            evaluate_per_user(config, settings, console, popularity_half_lives=[chosen_half_life])
+        )
     except StackError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None

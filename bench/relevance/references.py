@@ -131,6 +131,8 @@ def reference_lists(
         ranked = top_items(scores, fitted[user_rows], LIST_LENGTH)
         return [[space.catalog[c] for c in row] for row in ranked]
     known = np.flatnonzero(popularity(fitted) >= MIN_ITEM_RATINGS)
+    if len(known) == 0:
+        return [[] for _ in rows]
     restricted = fitted[:, known].tocsr()
     scorer = _fit(kind, setting, restricted, seed)
     out: list[list[str]] = []
