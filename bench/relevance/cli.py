@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -78,7 +79,7 @@ def movielens(
     from bench.relevance.peruser import evaluate_per_user
     from bench.relevance.report import write_outputs
     from bench.relevance.runner import EvaluationConfig, evaluate_movielens
-    from services.app.embedded import StackError
+    from services.app.embedded import EmbeddedStack, StackError
     from services.common.settings import SettingsError, load_settings
 
     try:
@@ -96,6 +97,8 @@ def movielens(
     logging.basicConfig(level="WARNING", stream=sys.stderr)
     for noisy in ("faststream", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    scratch = tempfile.TemporaryDirectory(prefix="attune-eval-")
+    work_dir = data_dir or Path(scratch.name)
     config = EvaluationConfig(
         folder=folder,
         test_fraction=test_fraction,
@@ -104,7 +107,7 @@ def movielens(
         popularity_half_lives=half_lives,
         resamples=resamples,
         seed=seed,
-        work_dir=data_dir,
+        work_dir=work_dir,
     )
     arguments = sys.argv[sys.argv.index("movielens") + 1 :] if "movielens" in sys.argv else []
     command = " ".join(["attune eval movielens", *arguments])
@@ -113,11 +116,19 @@ def movielens(
         results = asyncio.run(evaluate_movielens(config, settings, console))
         chosen_half_life = results["settings"]["popularity_half_life_days"]
         results["per_user"] = asyncio.run(
-            evaluate_per_user(config, settings, console, popularity_half_lives=[chosen_half_life])
+            evaluate_per_user(
+                config,
+                settings,
+                console,
+                popularity_half_lives=[chosen_half_life],
+                vector_index=EmbeddedStack(work_dir).vector_index_path,
+            )
         )
     except StackError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
+    finally:
+        scratch.cleanup()
     results["run"]["command"] = command
     results["run"]["seconds"] = round(time.monotonic() - started, 1)
     write_outputs(results, report, json_path)

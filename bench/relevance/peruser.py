@@ -3,17 +3,20 @@
 1. Split every user's ratings in time order (:func:`.split.per_user_split`): training,
    validation (the next 20%), test (the last 20%).
 2. On an embedded stack of its own (the events topic then holds exactly this
-   protocol's events): produce every movie and the training ratings in timestamp order,
-   wait until every item is embedded and every event folded.
+   protocol's events), reading the vector index the global protocol's embedder filled
+   with every movie: produce the training ratings in timestamp order and wait until
+   every event is folded.
 3. Validation, as of the latest training event: gather each validation user's
    candidates through :class:`QueryEngine`, excluding their training items; choose the
    weights (and the popularity half-life among the candidates passed in) with the same
-   grid and rule as the global protocol (:mod:`.selection`); fit the batch references
-   on the training ratings and choose their settings (:mod:`.references`).
+   grid and rule as the global protocol (:mod:`.selection`).
 4. Test, as of the latest validation event: produce and fold the validation ratings,
    gather every evaluated user's candidates once, excluding training and validation
    items; score every method against the test ratings of 4 or more (users without one
    are counted and left out), and against any test rating.
+5. Once the stack is stopped, fit the batch references on the training ratings, choose
+   their settings on validation, fit them again on training and validation and score
+   them on the same test users (:mod:`.references`).
 """
 
 from __future__ import annotations
@@ -49,14 +52,12 @@ from bench.relevance.split import (
 )
 from bench.relevance.summary import criteria, paired, phase_summary
 from bench.relevance.variants import fold_variants
-from services.app.bootstrap import Service, mount, open_dependencies, running_broker
+from services.app.bootstrap import Service, open_dependencies
 from services.app.datasets import (
     Rating,
     movielens_events,
     movielens_items,
     movielens_ratings,
-    produce,
-    rich_progress,
 )
 from services.app.embedded import EmbeddedStack
 from services.common.settings import Settings
@@ -90,11 +91,13 @@ def restrict(phase: Phase, held: Holdout, name: str) -> Phase:
 
 
 async def evaluate_per_user(
-    config: EvaluationConfig, base: Settings, console: Console, *,
+    config: EvaluationConfig, base: Settings, console: Console, vector_index: Path, *,
     popularity_half_lives: Sequence[float] = (),
 ) -> dict[str, Any]:  # fmt: skip
     """Run the protocol; the half-lives (the configured one is always first) are the
-    fold variants validation chooses among."""
+    fold variants validation chooses among. ``vector_index`` is the folder of the index
+    the global protocol's embedder filled with these movies: content does not depend on
+    the split, so it is read rather than embedded again (it must hold every movie)."""
     started = time.monotonic()
     timings: dict[str, float] = {}
     mark = started
@@ -131,19 +134,17 @@ async def evaluate_per_user(
                     "default_tenant": tenant,
                     "kafka_group_prefix": f"eval-user-{run_id}",
                     "redis_namespace": f"eval-user-{run_id}",
+                    "vector_index_path": vector_index,
                 }
             )
             half_lives = [settings.popularity_half_life_days, *popularity_half_lives]
             async with (
-                open_dependencies(settings, (Service.embedder, Service.query)) as deps,
+                open_dependencies(settings, (Service.query,)) as deps,
                 fold_variants(deps, half_lives) as variants,
-                running_broker(deps.broker, [mount(Service.embedder, deps)], settings),
             ):
                 index = deps.vector_index
                 assert index is not None
                 lap("start")
-                with rich_progress("content -> Kafka", console=console) as progress:
-                    await produce(settings, items, progress=progress)
                 training = [e for e, role in zip(events, roles, strict=True) if role == TRAIN]
                 await load_events(
                     deps, console, training, "training events", config.wait_timeout_s,
@@ -155,9 +156,8 @@ async def evaluate_per_user(
                     return float(await index.count(tenant))
 
                 await wait_for_all(
-                    "embedding items", len(items), indexed, config.wait_timeout_s, console
+                    "movies in the index", len(items), indexed, config.wait_timeout_s, console
                 )
-                await index.optimize()
                 lap("load")
 
                 rows = rows_of(
@@ -195,16 +195,6 @@ async def evaluate_per_user(
                     await run_method(engine, validation, method, catalog, ratings, config.seed)
                 lap("validation")
 
-                console.print("per user: batch references on validation")
-                train_matrix = space.matrix(ratings, roles, {TRAIN})
-                references = {
-                    kind: choose(kind, train_matrix, validation.rows, space, config.seed)
-                    for kind in REFERENCES
-                }
-                for kind, reference in references.items():
-                    score(validation, kind, reference.validation)
-                lap("references, validation")
-
                 held = [e for e, role in zip(events, roles, strict=True) if role == VALIDATION]
                 await load_events(deps, console, held, "validation events", config.wait_timeout_s)
                 rows = rows_of(
@@ -223,6 +213,15 @@ async def evaluate_per_user(
                     await run_method(engine, test_any, method, catalog, ratings, config.seed)
                 lap("test")
 
+    # computed once the stack is gone: they keep the CPU and would starve its consumers
+    console.print("per user: batch references on validation")
+    train_matrix = space.matrix(ratings, roles, {TRAIN})
+    references = {
+        kind: choose(kind, train_matrix, validation.rows, space, config.seed) for kind in REFERENCES
+    }
+    for kind, reference in references.items():
+        score(validation, kind, reference.validation)
+    lap("references, validation")
     console.print("per user: batch references on test")
     fitted = space.matrix(ratings, roles, {TRAIN, VALIDATION})
     for kind, reference in references.items():
