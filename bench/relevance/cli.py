@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -70,13 +71,15 @@ def movielens(
         typer.Option(help="Keep the embedded stack's data here (default: a temporary folder)."),
     ] = None,
 ) -> None:
-    """Split the ratings by time, load the training part into the embedded stack (real
-    embedder, Kafka, user model), choose the blend's weights and the popularity half-life
-    on the validation period and score the blend and the baselines on the test period;
-    write REPORT and JSON."""
+    """Two protocols, each on its own embedded stack (real embedder, Kafka, user model):
+    one global timeline split by time, as it would run in production, then a per-user
+    temporal holdout with batch references (most popular, item k-NN, EASE, iALS)
+    fitted on the same training events. Each chooses the blend's weights on validation
+    and scores the test set once; write REPORT and JSON."""
+    from bench.relevance.peruser import evaluate_per_user
     from bench.relevance.report import write_outputs
     from bench.relevance.runner import EvaluationConfig, evaluate_movielens
-    from services.app.embedded import StackError
+    from services.app.embedded import EmbeddedStack, StackError
     from services.common.settings import SettingsError, load_settings
 
     try:
@@ -94,6 +97,8 @@ def movielens(
     logging.basicConfig(level="WARNING", stream=sys.stderr)
     for noisy in ("faststream", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    scratch = tempfile.TemporaryDirectory(prefix="attune-eval-")
+    work_dir = data_dir or Path(scratch.name)
     config = EvaluationConfig(
         folder=folder,
         test_fraction=test_fraction,
@@ -102,16 +107,28 @@ def movielens(
         popularity_half_lives=half_lives,
         resamples=resamples,
         seed=seed,
-        work_dir=data_dir,
+        work_dir=work_dir,
     )
     arguments = sys.argv[sys.argv.index("movielens") + 1 :] if "movielens" in sys.argv else []
     command = " ".join(["attune eval movielens", *arguments])
     started = time.monotonic()
     try:
         results = asyncio.run(evaluate_movielens(config, settings, console))
+        chosen_half_life = results["settings"]["popularity_half_life_days"]
+        results["per_user"] = asyncio.run(
+            evaluate_per_user(
+                config,
+                settings,
+                console,
+                popularity_half_lives=[chosen_half_life],
+                vector_index=EmbeddedStack(work_dir).vector_index_path,
+            )
+        )
     except StackError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
+    finally:
+        scratch.cleanup()
     results["run"]["command"] = command
     results["run"]["seconds"] = round(time.monotonic() - started, 1)
     write_outputs(results, report, json_path)

@@ -4,7 +4,7 @@ them, and check the user model holds exactly what came before a cut-off."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -47,12 +47,20 @@ async def check_folded(
 ) -> None:
     """The user model holds exactly the events before ``cutoff`` for these users."""
     expected = Counter(r.user_id for r in ratings if r.timestamp < cutoff)
+    await check_counts(engine, tenant, expected, rows, "those before the cut-off")
+
+
+async def check_counts(
+    engine: QueryEngine, tenant: str, expected: Mapping[str, int], rows: Sequence[Row],
+    which: str,
+) -> None:  # fmt: skip
+    """The user model folded ``expected[user]`` events for each row's user."""
     for row in rows:
         model = await engine.reader.user(tenant, row.user_id, recent_limit=1)
         if model.events != expected.get(row.user_id, 0):
             raise RuntimeError(
                 f"user {row.user_id}: the user model folded {model.events} events, "
-                f"expected {expected.get(row.user_id, 0)} (those before the cut-off)"
+                f"expected {expected.get(row.user_id, 0)} ({which})"
             )
 
 
@@ -66,4 +74,4 @@ def events_between(
     ]
 
 
-__all__ = ["check_folded", "events_between", "load_events", "wait_for_all"]
+__all__ = ["check_counts", "check_folded", "events_between", "load_events", "wait_for_all"]

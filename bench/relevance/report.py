@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.relevance.peruser_report import per_user_headline, per_user_section
 from bench.relevance.sections import (
     half_lives_section,
     headroom_section,
@@ -20,11 +21,11 @@ from bench.relevance.tables import (
     COLUMNS,
     ablation_table,
     cell,
-    headline,
     metrics_table,
     number_text,
     weights_text,
 )
+from bench.relevance.tables import headline as global_headline
 
 
 def render_markdown(results: Mapping[str, Any]) -> str:
@@ -53,7 +54,12 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"({run['machine']}) in {run['seconds']:.0f} s. Every number below comes from that "
         "run; the JSON next to this file holds them all, with more digits.",
         "",
-        "## Result",
+        *per_user_section(results),
+        "## As it would run in production: one global timeline",
+        "",
+        "One cut-off in time for everyone, as a live system is asked: what happens after "
+        "the cut-off is held out, whoever it comes from. Reported as it comes out, with "
+        "no criterion.",
         "",
         f"Test period ({split['test_cutoff'][:10]} to {split['last_event'][:10]}), all "
         f"{test['users']} users with a held-out positive rating, "
@@ -213,6 +219,10 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "| step | seconds |",
         "|---|---|",
         *[f"| {name} | {seconds:g} |" for name, seconds in run["timings"].items()],
+        *[
+            f"| per user: {name} | {seconds:g} |"
+            for name, seconds in (results.get("per_user") or {}).get("timings", {}).items()
+        ],
         f"| total | {run['seconds']:g} |",
         "",
         "MovieLens: F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: "
@@ -221,6 +231,11 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def headline(results: Mapping[str, Any]) -> str:
+    """The verdicts in a few lines, for the terminal."""
+    return "\n".join([*per_user_headline(results), global_headline(results)])
 
 
 def write_outputs(results: Mapping[str, Any], markdown_path: Path, json_path: Path) -> None:

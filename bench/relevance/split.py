@@ -1,4 +1,11 @@
-"""The time split: one global timeline, cut before the test period and before each
+"""The two splits of the ratings.
+
+Per user (:func:`per_user_split`): every user with at least :data:`MIN_USER_RATINGS`
+ratings keeps, in time order, the first 60% for training, the next 20% for validation
+and the last 20% (at least one each) for test. Training events are what the system
+folds to answer validation; training and validation events, to answer test.
+
+One global timeline (:func:`time_split`): cut before the test period and before each
 validation window.
 
     |---------- training ----------|-- validation windows --|---- test ----|
@@ -18,7 +25,7 @@ with what validation chose.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -161,4 +168,78 @@ def holdout(
     )
 
 
-__all__ = ["POSITIVE_RATING", "Holdout", "TimeSplit", "between", "day", "holdout", "time_split"]
+MIN_USER_RATINGS = 5
+"""Users with fewer ratings are not evaluated per user (all their ratings train)."""
+HOLDOUT_SHARE = 0.2
+"""The share of each user's ratings held out for test, and for validation before it."""
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+Role = str
+
+
+def per_user_split(
+    ratings: Sequence[Rating], *, share: float = HOLDOUT_SHARE, min_ratings: int = MIN_USER_RATINGS
+) -> list[Role]:
+    """The role of each rating (aligned with ``ratings``): per user, in time order (ties
+    in the given order), the last ``share`` (at least one) is test, the ``share`` before
+    it (at least one) validation, the rest training. Users with fewer than
+    ``min_ratings`` ratings only train."""
+    positions: dict[str, list[int]] = {}
+    for n, rating in enumerate(ratings):
+        positions.setdefault(rating.user_id, []).append(n)
+    roles = [TRAIN] * len(ratings)
+    for owned in positions.values():
+        if len(owned) < min_ratings:
+            continue
+        owned.sort(key=lambda n: ratings[n].timestamp)
+        held = max(1, round(len(owned) * share))
+        for n in owned[len(owned) - held :]:
+            roles[n] = TEST
+        for n in owned[len(owned) - 2 * held : len(owned) - held]:
+            roles[n] = VALIDATION
+    return roles
+
+
+def per_user_holdout(
+    ratings: Sequence[Rating], roles: Sequence[Role], period: Role, history: Collection[Role],
+    cutoff: int, *, positive: float | None = POSITIVE_RATING,
+) -> Holdout:  # fmt: skip
+    """The ratings of role ``period`` as a held-out period: each user's ``history`` is
+    what they rated in the ``history`` roles, their targets what they rated in
+    ``period`` (at or above ``positive``; None: any rating) and not in their history.
+    ``cutoff`` is the moment the system is read at (the latest folded event)."""
+    seen: dict[str, set[str]] = {}
+    later: dict[str, set[str]] = {}
+    for rating, role in zip(ratings, roles, strict=True):
+        if role in history:
+            seen.setdefault(rating.user_id, set()).add(rating.movie_id)
+        elif role == period and (positive is None or rating.rating >= positive):
+            later.setdefault(rating.user_id, set()).add(rating.movie_id)
+    targets = {
+        user: frozenset(items - seen.get(user, set()))
+        for user, items in later.items()
+        if items - seen.get(user, set())
+    }
+    return Holdout(
+        cutoff=cutoff,
+        end=None,
+        history={user: frozenset(items) for user, items in seen.items()},
+        targets=targets,
+    )
+
+
+__all__ = [
+    "HOLDOUT_SHARE",
+    "MIN_USER_RATINGS",
+    "POSITIVE_RATING",
+    "TEST",
+    "TRAIN",
+    "VALIDATION",
+    "Holdout",
+    "TimeSplit",
+    "between",
+    "day",
+    "holdout",
+    "per_user_holdout",
+    "per_user_split",
+    "time_split",
+]

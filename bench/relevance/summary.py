@@ -127,4 +127,68 @@ def required(summary: Mapping[str, Any], test_verdict: Mapping[str, Any]) -> dic
     return out
 
 
-__all__ = ["paired", "phase_summary", "required", "summarise_rows", "verdict"]
+NON_PERSONAL = ("popular", "trending", "most_popular", "random")
+"""Methods whose list does not depend on the user (bar what they already have)."""
+PERSONAL_REFERENCES = ("item_knn", "ease", "ials")
+
+
+def criteria(summary: Mapping[str, Any], paired_test: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-user protocol's criteria on NDCG@10 (all evaluated users): the blend at
+    least 1.10 times the best non-personal baseline with the paired interval of the
+    difference above 0, at least item k-NN, at least 0.9 times EASE."""
+    methods = summary["all"]["methods"]
+
+    def ndcg(key: str) -> float:
+        return float(methods[key]["ndcg@10"]["mean"])
+
+    present = [k for k in NON_PERSONAL if k in methods]
+    best = max(present, key=ndcg)
+    blend = ndcg("blend")
+    ratios = {
+        key: (blend / ndcg(key) if ndcg(key) > 0 else None)
+        for key in [best, *PERSONAL_REFERENCES]
+        if key in methods
+    }
+    difference = paired_test[best]["ndcg@10"]
+
+    def at_least(key: str, factor: float) -> bool:
+        ratio = ratios.get(key)
+        return ratio is not None and ratio >= factor
+
+    return {
+        "metric": "ndcg@10",
+        "blend": blend,
+        "best_non_personal": best,
+        "best_non_personal_difference": difference,
+        "ratios": ratios,
+        "checks": [
+            {
+                "criterion": "blend >= 1.10 x the best non-personal baseline, with the "
+                "paired 95% interval of the difference above 0",
+                "ratio": ratios[best],
+                "met": at_least(best, 1.10) and difference["low"] > 0,
+            },
+            {
+                "criterion": "blend >= item k-NN",
+                "ratio": ratios.get("item_knn"),
+                "met": at_least("item_knn", 1.0),
+            },
+            {
+                "criterion": "blend >= 0.9 x EASE",
+                "ratio": ratios.get("ease"),
+                "met": at_least("ease", 0.9),
+            },
+        ],
+    }
+
+
+__all__ = [
+    "NON_PERSONAL",
+    "PERSONAL_REFERENCES",
+    "criteria",
+    "paired",
+    "phase_summary",
+    "required",
+    "summarise_rows",
+    "verdict",
+]

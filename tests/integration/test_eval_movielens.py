@@ -61,4 +61,27 @@ def test_the_evaluation_runs_through_the_real_system(tmp_path: Path) -> None:
     blend = results["test"]["all"]["methods"]["blend"]
     assert blend["novelty@10"]["mean"] == 1.0  # nothing rated before the cut-off comes back
     assert 0.0 <= blend["ndcg@10"]["low"] <= blend["ndcg@10"]["mean"] <= 1.0
-    assert report.read_text().startswith("# Relevance of recommendations")
+    text = report.read_text()
+    assert text.startswith("# Relevance of recommendations")
+    assert "## Per-user temporal holdout" in text
+    assert "## As it would run in production: one global timeline" in text
+
+    per_user = results["per_user"]
+    assert per_user["split"]["evaluated_users"] == 12  # every user has 14 ratings
+    assert per_user["split"]["ratings"] == {"train": 96, "validation": 36, "test": 36}
+    # users whose test ratings are all of films they rated before have nothing to find
+    assert 8 <= per_user["test_any_rating"]["users"] <= 12
+    assert (
+        per_user["test"]["users"] + per_user["split"]["test_users_without_a_positive"]
+        == (per_user["test_any_rating"]["users"])
+    )
+    methods = per_user["test"]["all"]["methods"]
+    assert set(methods) >= {
+        "blend", "popular", "trending", "cooccurrence", "content", "random",
+        "most_popular", "item_knn", "ease", "ials",
+    }  # fmt: skip
+    for key, summary in methods.items():  # nothing the user has in the folded data
+        assert summary["novelty@10"]["mean"] == 1.0, key
+    blend, knn = methods["blend"]["ndcg@10"]["mean"], methods["item_knn"]["ndcg@10"]["mean"]
+    assert per_user["criteria"]["checks"][1]["met"] == (blend >= knn)
+    assert per_user["references"]["ease"]["setting"]["lambda"] > 0

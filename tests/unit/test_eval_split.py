@@ -82,3 +82,32 @@ def test_users_sort_numerically() -> None:
 def test_between_is_half_open() -> None:
     assert [r.timestamp for r in between(RATINGS, 20, 45)] == [20, 30, 40]
     assert len(between(RATINGS, None, None)) == len(RATINGS)
+
+
+def test_per_user_split_holds_out_each_users_latest_ratings() -> None:
+    from bench.relevance.split import TEST, TRAIN, VALIDATION, per_user_split
+
+    # user a: 10 ratings, given out of time order; user b: 5; user c: 4 (not evaluated)
+    ratings = [Rating("a", f"m{t}", 4.0, t) for t in (9, 0, 8, 1, 7, 2, 6, 3, 5, 4)]
+    ratings += [Rating("b", f"m{t}", 3.0, 100 + t) for t in range(5)]
+    ratings += [Rating("c", f"m{t}", 5.0, 200 + t) for t in range(4)]
+    roles = per_user_split(ratings)
+    by_time = {(r.user_id, r.timestamp): role for r, role in zip(ratings, roles, strict=True)}
+    assert [by_time["a", t] for t in range(10)] == [TRAIN] * 6 + [VALIDATION] * 2 + [TEST] * 2
+    assert [by_time["b", 100 + t] for t in range(5)] == [TRAIN] * 3 + [VALIDATION, TEST]
+    assert {by_time["c", 200 + t] for t in range(4)} == {TRAIN}
+
+
+def test_per_user_holdout_targets_the_period_and_remembers_the_history() -> None:
+    from bench.relevance.split import TEST, TRAIN, VALIDATION, per_user_holdout
+
+    ratings = [Rating("a", "x", 5.0, 1), Rating("a", "y", 2.0, 2), Rating("a", "z", 4.0, 3),
+               Rating("b", "x", 1.0, 1), Rating("b", "y", 3.0, 2)]  # fmt: skip
+    roles = [TRAIN, VALIDATION, TEST, TRAIN, TEST]
+    held = per_user_holdout(ratings, roles, TEST, {TRAIN, VALIDATION}, cutoff=4)
+    assert held.targets == {"a": frozenset({"z"})}  # b's only test rating is below 4
+    assert held.history == {"a": frozenset({"x", "y"}), "b": frozenset({"x"})}
+    anything = per_user_holdout(ratings, roles, TEST, {TRAIN}, cutoff=4, positive=None)
+    assert anything.targets == {"a": frozenset({"z"}), "b": frozenset({"y"})}
+    assert anything.history["a"] == frozenset({"x"})
+    assert held.cutoff == 4
