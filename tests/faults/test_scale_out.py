@@ -126,9 +126,13 @@ async def content_ends(settings: Settings) -> dict[int, int]:
 
 
 async def content_lags(port: int) -> dict[int, float]:
-    """The content consumer's lag per partition, from a process's /metrics."""
+    """The content consumer's lag per partition, from a process's /metrics (none while
+    its HTTP server is not up yet: it starts after the consumer has joined its group)."""
     async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        try:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        except httpx.TransportError:
+            return {}
     lags: dict[int, float] = {}
     for line in text.splitlines():
         if line.startswith("attune_consumer_lag{") and f'topic="{CONTENT.name}"' in line:
