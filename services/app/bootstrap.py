@@ -200,7 +200,30 @@ async def running_broker(
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-        await broker.stop()
+        await stop_within(broker, settings.shutdown_timeout_s + LEAVE_GROUP_S)
+
+
+LEAVE_GROUP_S = 15.0  # beyond the batch's shutdown_timeout_s: leaving the group, closing
+
+
+async def stop_within(broker: KafkaBroker, seconds: float) -> None:
+    """Stop the broker's subscribers, but not for longer than ``seconds``: a process
+    asked to stop must stop even when the group coordinator does not answer (a
+    rebalance under way on a broker that takes its time). What was not committed is
+    redelivered to the group, and the stores' watermarks make that exact."""
+    try:
+        await asyncio.wait_for(broker.stop(), timeout=seconds)
+    except TimeoutError:
+        pending = [
+            repr(task.get_coro())
+            for task in asyncio.all_tasks()
+            if task is not asyncio.current_task()
+        ]
+        log.warning(
+            "the consumers did not stop within %.0f s; going on without them "
+            "(uncommitted batches are redelivered); tasks still running: %s",
+            seconds, pending,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
