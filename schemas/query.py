@@ -17,8 +17,14 @@ class Reason(BaseModel):
     """One signal behind a result, with its share of the final score."""
 
     signal: Signal
-    score: float = Field(description="The signal's score for this item, scaled to 0-1.")
-    weight: float = Field(description="The signal's weight in the blend.")
+    score: float = Field(
+        description="The signal's score for this item, scaled to 0-1; below 0 (down to -1) "
+        "it pushes the item down (what the user disliked)."
+    )
+    weight: float = Field(
+        description="The signal's weight in the blend (for a score below 0, times "
+        "ATTUNE_RECOMMEND_DISLIKE_FACTOR)."
+    )
     contribution: float = Field(description="score x weight: its share of the final score.")
     detail: str | None = Field(default=None, description="What the signal saw, in words.")
 

@@ -295,6 +295,13 @@ class Settings(BaseSettings):
         "personal signals; with trending, what a user without history is ranked by.",
     )
     recommend_weight_tags: float = Field(default=0.5, description="The user's tag affinities.")
+    recommend_dislike_factor: Annotated[float, Field(ge=0)] = Field(
+        default=2.0,
+        description="How much harder what a user disliked (or rated below their mean) "
+        "pushes a recommendation down than what they liked lifts it: the weight of a "
+        "signal's negative score (closer to a disliked item, co-occurring with one, "
+        "carrying a disliked tag) is its weight times this; 0: dislikes do not count.",
+    )
     recommend_popular_evidence: Annotated[float, Field(ge=0)] = Field(
         default=50.0,
         description="Popularity counts fully once the most popular item has this much "

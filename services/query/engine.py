@@ -13,6 +13,7 @@ from services.common.embedding import Embedder
 from services.common.settings import Settings
 from services.common.userstore.read import UserModel, UserModelReader
 from services.common.vectorindex import ItemFilter, StoredItem, VectorIndex
+from services.query.dislikes import closer_to_disliked, net_of_disliked
 from services.query.explain import Explained
 from services.query.ranking import (
     Blended,
@@ -24,6 +25,7 @@ from services.query.ranking import (
     profile_vector,
     profile_weights,
     scaled,
+    signed_scaled,
 )
 from services.query.signals import cooccurrence_scores, tag_affinity_scores
 
@@ -49,6 +51,8 @@ class QueryConfig:
     cooccurrence_per_source: int = 50
     recommend_diversity: float = 0.0
     popular_evidence: float = 0.0
+    disliked_items: int = 10
+    dislike_factor: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueryConfig:
@@ -69,6 +73,7 @@ class QueryConfig:
             cooccurrence_per_source=settings.recommend_cooccurrence_per_source,
             recommend_diversity=settings.recommend_diversity,
             popular_evidence=settings.recommend_popular_evidence,
+            dislike_factor=settings.recommend_dislike_factor,
         )
 
     def weights(self, overrides: Mapping[Signal, float] | None = None) -> dict[Signal, float]:
@@ -155,13 +160,20 @@ class QueryEngine:
             limit=self.config.profile_items,
             half_life_days=self.config.profile_half_life_days,
         )
+        disliked = profile_weights(
+            [(i.item_id, -i.strength, i.last_seen) for i in model.recent],
+            limit=self.config.disliked_items,
+            half_life_days=self.config.profile_half_life_days,
+        )
         pool = max(limit * 4, 50)
         candidates = Candidates(tenant, user_id, personalized=bool(weights))
         allowed = await self._non_personal(tenant, item_filter, pool)
         wanted = list(dict.fromkeys(i for found in allowed.values() for i, _ in found))
         personal: tuple[SignalScores, SignalDetails] | None = None
         if weights:
-            personal = await self._personal(candidates, model, weights, item_filter, pool, wanted)
+            personal = await self._personal(
+                candidates, model, weights, disliked, item_filter, pool, wanted
+            )
         else:
             candidates.items.update(await self._matching(tenant, wanted, item_filter))
         detail: dict[Signal, str] = {
@@ -206,24 +218,35 @@ class QueryEngine:
 
     async def _personal(
         self, candidates: Candidates, model: UserModel, weights: list[WeightedItem],
-        item_filter: ItemFilter, pool: int, wanted: Sequence[str],
+        disliked: list[WeightedItem], item_filter: ItemFilter, pool: int, wanted: Sequence[str],
     ) -> tuple[SignalScores, SignalDetails]:  # fmt: skip
         """Content, co-occurrence and tags over every candidate: the content search's
         hits, the co-occurring items and ``wanted`` (trending and popular); the ones
         that pass the filter go to ``candidates.items``. The index rates the candidates
         against the profile and applies the filter where the vectors are; only the
-        payloads of those that pass are read (memoized by the index)."""
+        payloads of those that pass are read (memoized by the index).
+
+        What the user engaged with negatively (``disliked``) pushes down, each signal
+        its way: an item closer to a disliked item than to any liked one loses the
+        difference from its content score, co-occurrence with disliked items counts
+        against an item, and so do tags with a negative affinity. These scores can go
+        below 0; each explanation names the disliked item or tags."""
         tenant = candidates.tenant
         co_weights = weights[: self.config.cooccurrence_sources]
+        co_disliked = disliked[: self.config.cooccurrence_sources]
+        source_ids = [w.item_id for w in [*weights, *disliked]]
         found_sources, co_found = await asyncio.gather(
-            self.index.retrieve(tenant, [w.item_id for w in weights], with_vectors=True),
+            self.index.retrieve(tenant, source_ids, with_vectors=True),
             self.reader.cooccurring(
-                tenant, [w.item_id for w in co_weights], limit=self.config.cooccurrence_per_source
+                tenant,
+                list(dict.fromkeys(w.item_id for w in [*co_weights, *co_disliked])),
+                limit=self.config.cooccurrence_per_source,
             ),
         )
         sources = {s.item_id: s for s in found_sources}
         profile = profile_vector({k: v.vector for k, v in sources.items() if v.vector}, weights)
         co_scores, co_best = cooccurrence_scores(co_weights, co_found)
+        co_against, co_worst = cooccurrence_scores(co_disliked, co_found)
         excluded = item_filter.exclude_item_ids
         co_scores = {i: s for i, s in co_scores.items() if i not in excluded}
         others = list(dict.fromkeys([*co_scores, *wanted]))
@@ -243,21 +266,39 @@ class QueryEngine:
             content = {i: s for i, s in content.items() if i in known}
         else:
             known.update(await self._matching(tenant, others, item_filter))
+        nearest: dict[str, tuple[str, float]] = {}
+        if disliked and content:
+            nearest = closer_to_disliked(
+                await self.index.retrieve(tenant, list(content), with_vectors=True),
+                [i for w in weights if (i := sources.get(w.item_id)) is not None],
+                [i for w in disliked if (i := sources.get(w.item_id)) is not None],
+            )
+        for item_id, (_, margin) in nearest.items():
+            content[item_id] -= margin
 
-        affinity = {tag: a for tag, a in model.tag_affinity.items() if a > 0}
-        tag_scores, tag_details = tag_affinity_scores(known.values(), affinity)
-        co_known = scaled({i: s for i, s in co_scores.items() if i in known})
+        def content_detail(item_id: str) -> str:
+            if item_id not in nearest:
+                return "similar to what this user engaged with"
+            title = _title(sources.get(nearest[item_id][0]), nearest[item_id][0])
+            return f"closer to {title}, which this user disliked, than to anything they liked"
+
+        tag_scores, tag_details = tag_affinity_scores(known.values(), model.tag_affinity)
+        co_net = net_of_disliked(co_scores, co_against)
+        co_known = signed_scaled({i: s for i, s in co_net.items() if i in known})
+
+        def co_detail(item_id: str) -> str:
+            if co_known[item_id] > 0:
+                best = co_best[item_id]
+                return "engaged with by people who engaged with " + _title(sources.get(best), best)
+            worst = co_worst[item_id]
+            title = _title(sources.get(worst), worst)
+            return f"engaged with by people who engaged with {title}, which this user disliked"
+
         return (
             {"content": content, "cooccurrence": co_known, "tags": tag_scores},
             {
-                "content": dict.fromkeys(content, "similar to what this user engaged with"),
-                "cooccurrence": Explained(
-                    co_known,
-                    lambda i: (
-                        "engaged with by people who engaged with "
-                        + _title(sources.get(co_best[i]), co_best[i])
-                    ),
-                ),
+                "content": Explained(content, content_detail),
+                "cooccurrence": Explained(co_known, co_detail),
                 "tags": tag_details,
             },
         )
@@ -276,7 +317,10 @@ class QueryEngine:
         blended: list[Blended] = []
         strategy: Strategy = "personalized"
         if candidates.personalized:
-            blended = blend(candidates.signals, effective, candidates.details, limit=head)
+            blended = blend(
+                candidates.signals, effective, candidates.details, limit=head,
+                against=self.config.dislike_factor,
+            )  # fmt: skip
         if not blended:
             cold: dict[Signal, float] = {
                 s: effective.get(s, 0.0) for s in NON_PERSONAL if effective.get(s, 0.0) > 0

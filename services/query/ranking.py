@@ -72,6 +72,17 @@ def scaled(scores: Mapping[str, float], *, at_least: float = 0.0) -> dict[str, f
     return {item: max(score, 0.0) / best if best else 0.0 for item, score in scores.items()}
 
 
+def signed_scaled(scores: Mapping[str, float]) -> dict[str, float]:
+    """Positive scores divided by the best one, negative ones by the most negative one:
+    -1..1, so that what a user dislikes pushes down as much as what they like lifts."""
+    best = max((s for s in scores.values() if s > 0), default=0.0)
+    worst = -min((s for s in scores.values() if s < 0), default=0.0)
+    return {
+        item: score / best if score > 0 else (score / worst if score < 0 else 0.0)
+        for item, score in scores.items()
+    }
+
+
 @dataclass
 class Blended:
     item_id: str
@@ -85,10 +96,13 @@ def blend(
     details: Mapping[Signal, Mapping[str, str]] | None = None,
     *,
     limit: int | None = None,
+    against: float = 1.0,
 ) -> list[Blended]:
-    """Weighted sum of signals already on a 0-1 scale, best first, each result with the
-    signals behind it (strongest first). Ties break on item id, so results are stable.
-    ``limit`` keeps the best ones only (and explains only those)."""
+    """Weighted sum of signals already on a 0-1 scale (-1..1 for a signal that can push
+    an item down), best first, each result with the signals behind it (strongest first,
+    the ones that pushed it down last). A negative score weighs ``against`` times its
+    signal's weight. Ties break on item id, so results are stable. ``limit`` keeps the
+    best ones only (and explains only those)."""
     details = details or {}
     active = [(s, w, scores) for s, scores in signals.items() if (w := weights.get(s, 0.0)) != 0]
     totals: dict[str, float] = {}
@@ -96,6 +110,8 @@ def blend(
         for item_id, score in scores.items():
             if score > 0:
                 totals[item_id] = totals.get(item_id, 0.0) + weight * score
+            elif score < 0:
+                totals[item_id] = totals.get(item_id, 0.0) + against * weight * score
     if limit is not None and len(totals) > limit:
         # Rounding (for stable ties) moves a total by at most 5e-7, so no item more than
         # 1e-6 below the limit-th best total can reach the head: skip rounding those.
@@ -113,15 +129,18 @@ def blend(
     )
     results = []
     for item_id in order:
-        reasons = [
-            Reason(
-                signal=signal, score=round(score, 4), weight=weight,
-                contribution=round(weight * score, 4),
-                detail=details.get(signal, {}).get(item_id),
-            )
-            for signal, weight, scores in active
-            if (score := scores.get(item_id, 0.0)) > 0
-        ]  # fmt: skip
+        reasons = []
+        for signal, weight, scores in active:
+            score = scores.get(item_id, 0.0)
+            if score != 0:
+                effective = weight if score > 0 else against * weight
+                reasons.append(
+                    Reason(
+                        signal=signal, score=round(score, 4), weight=effective,
+                        contribution=round(effective * score, 4),
+                        detail=details.get(signal, {}).get(item_id),
+                    )
+                )  # fmt: skip
         reasons.sort(key=lambda r: -r.contribution)
         results.append(Blended(item_id, rounded[item_id], reasons))
     return results
@@ -179,4 +198,5 @@ __all__ = [
     "profile_vector",
     "profile_weights",
     "scaled",
+    "signed_scaled",
 ]
