@@ -35,8 +35,12 @@ from bench.relevance.loading import check_counts, load_events, wait_for_all
 from bench.relevance.methods import Method, baselines, blends, run_method, score
 from bench.relevance.phases import Phase, rows_of
 from bench.relevance.references import REFERENCES, Interactions, choose, reference_lists
-from bench.relevance.runner import EvaluationConfig, gather_candidates, ranking_settings
-from bench.relevance.selection import Choice, Ranked, Weights, search_weights, select, weight_grid
+from bench.relevance.runner import (
+    EvaluationConfig,
+    choose_on_validation,
+    gather_candidates,
+    ranking_settings,
+)
 from bench.relevance.split import (
     HOLDOUT_SHARE,
     MIN_USER_RATINGS,
@@ -174,21 +178,9 @@ async def evaluate_per_user(
                         variant.engine, variant.validation, rows, tenant, console,
                         f"per user, validation, {variant.label}",
                     )  # fmt: skip
-                grid = weight_grid(config.grid)
-                ranked = []
-                for v in variants:
-                    grid_ranking = await search_weights(
-                        v.engine, v.validation, grid, console, v.label
-                    )
-                    ranked.append(
-                        Ranked(v.popularity_half_life_days, v.engine, v.validation, grid_ranking)
-                    )
-                configured: Weights = dict(variants[0].engine.config.weights())
-                choice, selection = await select(ranked, Choice(ranked[0], configured), config)
-                fold = variants[ranked.index(choice.variant)]
-                for variant in variants:
-                    if variant is not fold:
-                        await variant.stop()
+                choice, selection, configured, fold = await choose_on_validation(
+                    variants, config, console
+                )
                 chosen, engine, validation = choice.weights, fold.engine, fold.validation
                 methods = [*blends(chosen, configured, selection["best"]), *system_baselines()]
                 for method in methods:

@@ -212,6 +212,26 @@ async def default_path_novelty(
 # -- the whole run ---------------------------------------------------------------------
 
 
+async def choose_on_validation(
+    variants: Sequence[FoldVariant], config: EvaluationConfig, console: Console
+) -> tuple[Choice, dict[str, Any], Weights, FoldVariant]:
+    """Search the weight grid on each fold variant's validation lists, pick the weights
+    and the variant by the selection rule, and stop the variants not chosen. Returns
+    the choice, the selection's record, the configured weights and the chosen variant."""
+    grid = weight_grid(config.grid)
+    ranked = []
+    for v in variants:
+        grid_ranking = await search_weights(v.engine, v.validation, grid, console, v.label)
+        ranked.append(Ranked(v.popularity_half_life_days, v.engine, v.validation, grid_ranking))
+    configured: Weights = dict(variants[0].engine.config.weights())
+    choice, selection = await select(ranked, Choice(ranked[0], configured), config)
+    fold = variants[ranked.index(choice.variant)]
+    for variant in variants:
+        if variant is not fold:
+            await variant.stop()
+    return choice, selection, configured, fold
+
+
 async def evaluate_movielens(
     config: EvaluationConfig, base: Settings, console: Console
 ) -> dict[str, Any]:
@@ -306,21 +326,9 @@ async def evaluate_movielens(
                              events, ratings, start, end))}
                     )  # fmt: skip
                     folded_until = start
-                grid = weight_grid(config.grid)
-                ranked = []
-                for v in variants:
-                    grid_ranking = await search_weights(
-                        v.engine, v.validation, grid, console, v.label
-                    )
-                    ranked.append(
-                        Ranked(v.popularity_half_life_days, v.engine, v.validation, grid_ranking)
-                    )
-                configured: Weights = dict(variants[0].engine.config.weights())
-                choice, selection = await select(ranked, Choice(ranked[0], configured), config)
-                fold = variants[ranked.index(choice.variant)]
-                for variant in variants:
-                    if variant is not fold:
-                        await variant.stop()
+                choice, selection, configured, fold = await choose_on_validation(
+                    variants, config, console
+                )
                 chosen, engine, validation = choice.weights, fold.engine, fold.validation
                 console.print(f"chosen on validation: {weights_label(chosen)}; {fold.label}")
                 methods = [*blends(chosen, configured, selection["best"]), *baselines()]
@@ -398,7 +406,7 @@ async def evaluate_movielens(
         "configured_weights": configured,
         "grid": {
             "values": list(config.grid),
-            "size": len(grid),
+            "size": len(weight_grid(config.grid)),
             "top": choice.variant.ranking[:10],
         },
         "validation": validation_summary,
