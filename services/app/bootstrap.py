@@ -203,7 +203,7 @@ async def running_broker(
         await stop_within(broker, settings.shutdown_timeout_s + LEAVE_GROUP_S)
 
 
-LEAVE_GROUP_S = 15.0  # beyond the batch's shutdown_timeout_s: leaving the group, closing
+LEAVE_GROUP_S = 8.0  # beyond the batch's shutdown_timeout_s: leaving the group, closing
 
 
 async def stop_within(broker: KafkaBroker, seconds: float) -> None:
