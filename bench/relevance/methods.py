@@ -21,7 +21,8 @@ from bench.relevance.selection import Weights
 from bench.relevance.split import POSITIVE_RATING
 from schemas.query import Signal
 from services.app.datasets import Rating
-from services.query.engine import RECOMMEND_SIGNALS, QueryEngine
+from services.query.config import RECOMMEND_SIGNALS
+from services.query.engine import QueryEngine
 
 DIVERSITY_PROBES = (0.2, 0.5)
 """MMR diversity settings scored on the test period, with the chosen weights."""

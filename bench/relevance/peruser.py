@@ -31,16 +31,12 @@ from typing import Any
 
 from rich.console import Console
 
+from bench.relevance.asking import gather_candidates
 from bench.relevance.loading import check_counts, load_events, wait_for_all
 from bench.relevance.methods import Method, baselines, blends, run_method, score
 from bench.relevance.phases import Phase, rows_of
 from bench.relevance.references import REFERENCES, Interactions, choose, reference_lists
-from bench.relevance.runner import (
-    EvaluationConfig,
-    choose_on_validation,
-    gather_candidates,
-    ranking_settings,
-)
+from bench.relevance.runner import EvaluationConfig, choose_on_validation, ranking_settings
 from bench.relevance.split import (
     HOLDOUT_SHARE,
     MIN_USER_RATINGS,

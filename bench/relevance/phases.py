@@ -18,7 +18,8 @@ from rich.progress import (
 
 from bench.relevance.split import Holdout
 from schemas.query import Signal
-from services.query.engine import Candidates, QueryEngine
+from services.query.candidates import Candidates
+from services.query.engine import QueryEngine
 
 LIST_LENGTH = 20
 """How long a list each method gives (Recall@20 and MRR@20 read all of it)."""

@@ -29,7 +29,8 @@ from bench.relevance.measures import (
 )
 from bench.relevance.phases import Phase, engine_lists, progress_bar
 from schemas.query import Signal
-from services.query.engine import RECOMMEND_SIGNALS, QueryEngine
+from services.query.config import RECOMMEND_SIGNALS
+from services.query.engine import QueryEngine
 
 DEFAULT_GRID = (0.0, 0.25, 0.5, 1.0)
 Weights = dict[Signal, float]

@@ -6,7 +6,8 @@
 - :mod:`.ranking`, :mod:`.explain`: the blend and its explanations.
 """
 
-from services.query.engine import QueryConfig, QueryEngine
+from services.query.config import QueryConfig
+from services.query.engine import QueryEngine
 from services.query.service import build_query_engine, mount
 
 __all__ = ["QueryConfig", "QueryEngine", "build_query_engine", "mount"]

@@ -11,7 +11,8 @@ from services.common.mount import ServiceMount
 from services.common.settings import Settings
 from services.common.userstore import DecayRates, UserModelKeys, UserModelReader
 from services.common.vectorindex import VectorIndex
-from services.query.engine import QueryConfig, QueryEngine
+from services.query.config import QueryConfig
+from services.query.engine import QueryEngine
 from services.query.routes import query_router
 
 

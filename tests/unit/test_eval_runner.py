@@ -18,7 +18,7 @@ from bench.relevance.runner import EvaluationConfig
 from bench.relevance.selection import weight_grid
 from bench.relevance.summary import paired, phase_summary, verdict
 from services.app.datasets import Rating
-from services.query.engine import RECOMMEND_SIGNALS
+from services.query.config import RECOMMEND_SIGNALS
 
 
 def test_the_grid_has_one_weighting_per_distinct_ranking() -> None:

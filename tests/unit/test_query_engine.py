@@ -13,7 +13,8 @@ import pytest
 from schemas.query import Signal
 from services.common.userstore.read import Interaction, UserModel
 from services.common.vectorindex import Hit, ItemFilter, StoredItem, VectorLike
-from services.query.engine import QueryConfig, QueryEngine
+from services.query.config import QueryConfig
+from services.query.engine import QueryEngine
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
 TENANT = "acme"
