@@ -41,8 +41,13 @@ def table(ranked: list[dict[str, Any]]) -> str:
     )
 
 
+LOVED_IN_TOP_5 = 2.0
+"""The least mean number of items of a persona's loved themes in its top 5 (out of 5)."""
+
+
 async def test_dislikes_stay_out_of_the_top_10_and_loved_themes_rank_first(demo: Demo) -> None:
     covered = set()
+    loved_in_top_5: dict[str, int] = {}
     async with httpx.AsyncClient(base_url=demo.url, timeout=30) as client:
         for user in DEMO_USERS:
             # Every demo item carries a theme; other tests on the fixture add items of their own.
@@ -67,7 +72,10 @@ async def test_dislikes_stay_out_of_the_top_10_and_loved_themes_rank_first(demo:
                 assert not loved or min(disliked) > max(loved), context
             if loved:
                 assert mean(loved) < mean(others), context
+            if user.loves:
+                loved_in_top_5[user.user_id] = sum(1 for n in loved if n <= 5)
             for item in ranked:  # every result says what is behind it
                 assert item["reasons"], item
                 assert all(r["detail"] for r in item["reasons"]), item
     assert {"bob", "mallory"} <= covered, covered
+    assert mean(loved_in_top_5.values()) >= LOVED_IN_TOP_5, loved_in_top_5
