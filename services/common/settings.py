@@ -310,12 +310,12 @@ class Settings(BaseSettings):
         "outweigh a user's own evidence.",
     )
     recommend_cooccurrence_sources: Annotated[int, Field(ge=1, le=200)] = Field(
-        default=20,
+        default=10,
         description="How many of the user's profile items co-occurrence starts from (at most "
         "profile_items count).",
     )
     recommend_cooccurrence_per_source: Annotated[int, Field(ge=1, le=1_000)] = Field(
-        default=100, description="Co-occurring items read per source item (the most frequent)."
+        default=50, description="Co-occurring items read per source item (the most frequent)."
     )
     recommend_diversity: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.0,

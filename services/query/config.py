@@ -26,8 +26,8 @@ class QueryConfig:
     profile_items: int = 20
     profile_half_life_days: float = 30.0
     recent_items_limit: int = 200
-    cooccurrence_sources: int = 20
-    cooccurrence_per_source: int = 100
+    cooccurrence_sources: int = 10
+    cooccurrence_per_source: int = 50
     recommend_diversity: float = 0.0
     popular_evidence: float = 0.0
     disliked_items: int = 10
