@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import tempfile
-import time
 import uuid
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -34,7 +33,7 @@ from rich.console import Console
 from bench.relevance.asking import gather_candidates
 from bench.relevance.loading import check_counts, load_events, wait_for_all
 from bench.relevance.methods import Method, baselines, blends, run_method, score
-from bench.relevance.phases import Phase, rows_of
+from bench.relevance.phases import Laps, Phase, rows_of
 from bench.relevance.references import REFERENCES, Interactions, choose, reference_lists
 from bench.relevance.runner import EvaluationConfig, choose_on_validation, ranking_settings
 from bench.relevance.split import (
@@ -98,15 +97,8 @@ async def evaluate_per_user(
     fold variants validation chooses among. ``vector_index`` is the folder of the index
     the global protocol's embedder filled with these movies: content does not depend on
     the split, so it is read rather than embedded again (it must hold every movie)."""
-    started = time.monotonic()
-    timings: dict[str, float] = {}
-    mark = started
-
-    def lap(name: str) -> None:
-        nonlocal mark
-        now = time.monotonic()
-        timings[name] = round(now - mark, 1)
-        mark = now
+    laps = Laps()
+    lap = laps.lap
 
     tenant = config.tenant
     items = movielens_items(config.folder, tenant=tenant)
@@ -264,8 +256,8 @@ async def evaluate_per_user(
         "test_any_rating": phase_summary(test_any, len(catalog), config),
         "paired_test": paired_test,
         "criteria": criteria(test_summary, paired_test),
-        "seconds": round(time.monotonic() - started, 1),
-        "timings": timings,
+        "seconds": laps.seconds,
+        "timings": laps.timings,
     }
 
 

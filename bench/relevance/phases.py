@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,4 +95,22 @@ def progress_bar(console: Console, label: str, total: int) -> Iterator[Callable[
         yield lambda done: progress.update(task, completed=done)
 
 
-__all__ = ["LIST_LENGTH", "Phase", "Row", "engine_lists", "progress_bar", "rows_of"]
+class Laps:
+    """A stopwatch for a run's phases: ``lap(name)`` records the seconds since the
+    previous lap (or the start); ``seconds`` is the whole run so far."""
+
+    def __init__(self) -> None:
+        self.started = self._mark = time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.timings[name] = round(now - self._mark, 1)
+        self._mark = now
+
+    @property
+    def seconds(self) -> float:
+        return round(time.monotonic() - self.started, 1)
+
+
+__all__ = ["LIST_LENGTH", "Laps", "Phase", "Row", "engine_lists", "progress_bar", "rows_of"]

@@ -33,7 +33,6 @@ import logging
 import os
 import platform
 import tempfile
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from bench.relevance.loading import (
 )
 from bench.relevance.methods import ablations, baselines, blends, diversified, run_method
 from bench.relevance.phases import (
+    Laps,
     Phase,
     rows_of,
 )
@@ -141,15 +141,8 @@ async def choose_on_validation(
 async def evaluate_movielens(
     config: EvaluationConfig, base: Settings, console: Console
 ) -> dict[str, Any]:
-    started = time.monotonic()
-    timings: dict[str, float] = {}
-    mark = started
-
-    def lap(name: str) -> None:
-        nonlocal mark
-        now = time.monotonic()
-        timings[name] = round(now - mark, 1)
-        mark = now
+    laps = Laps()
+    lap = laps.lap
 
     tenant = config.tenant
     items = movielens_items(config.folder, tenant=tenant)
@@ -329,8 +322,8 @@ async def evaluate_movielens(
         },
         "run": {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "seconds": round(time.monotonic() - started, 1),
-            "timings": timings,
+            "seconds": laps.seconds,
+            "timings": laps.timings,
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count() or 0} "
             f"CPUs, Python {platform.python_version()}",
         },
