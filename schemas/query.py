@@ -77,6 +77,59 @@ class SearchRequest(BaseModel):
     filters: FiltersIn = Field(default_factory=FiltersIn)
 
 
+def _weight(what: str) -> Any:
+    return Field(default=None, ge=0.0, le=100.0, description=f"Weight of {what}.")
+
+
+class ItemsQuery(BaseModel):
+    """The query parameters of GET /v1/trending and GET /v1/items/{item_id}/similar."""
+
+    limit: int = Field(default=10, ge=1, le=100, description="How many results.")
+    tags: list[str] = Field(
+        default_factory=list, max_length=100, description="Only items with any of these tags."
+    )
+    filter: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Metadata conditions 'key=value', 'key>=number' or 'key<=number'; "
+        "repeat for several.",
+    )
+
+
+class RecommendationsQuery(ItemsQuery):
+    """The query parameters of GET /v1/users/{user_id}/recommendations."""
+
+    exclude_seen: bool = Field(default=True, description="Leave out what the user saw.")
+    exclude: list[str] = Field(
+        default_factory=list,
+        max_length=1_000,
+        description="Item ids to leave out, besides what the user saw.",
+    )
+    w_content: float | None = _weight("content similarity")
+    w_cooccurrence: float | None = _weight("co-occurrence")
+    w_trending: float | None = _weight("trending")
+    w_popular: float | None = _weight("popularity (ATTUNE_POPULARITY_HALF_LIFE_DAYS)")
+    w_tags: float | None = _weight("tag affinity")
+    diversity: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Re-rank by maximal marginal relevance: 0 keeps the blend's order, 1 "
+        "favours items unlike those already listed (default: ATTUNE_RECOMMEND_DIVERSITY).",
+    )
+
+    def weights(self) -> dict[Signal, float]:
+        """The weights this request overrides; the others keep the configured ones."""
+        given: dict[Signal, float | None] = {
+            "content": self.w_content,
+            "cooccurrence": self.w_cooccurrence,
+            "trending": self.w_trending,
+            "popular": self.w_popular,
+            "tags": self.w_tags,
+        }
+        return {signal: weight for signal, weight in given.items() if weight is not None}
+
+
 class RecommendationsResponse(BaseModel):
     tenant: str
     user_id: str
@@ -138,10 +191,12 @@ class UserProfileResponse(BaseModel):
 __all__ = [
     "FiltersIn",
     "ItemResult",
+    "ItemsQuery",
     "MetadataValue",
     "RangeIn",
     "Reason",
     "RecentInteraction",
+    "RecommendationsQuery",
     "RecommendationsResponse",
     "SearchRequest",
     "SearchResponse",

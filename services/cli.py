@@ -112,7 +112,7 @@ def dev(
 ) -> None:
     """Run everything on the embedded stack: broker, Redis, Qdrant Edge and the four
     services in one process, with a data set loaded, until Ctrl-C."""
-    from services.app.bootstrap import tune_gc
+    from services.app.bootstrap import run_loop, tune_gc
     from services.app.dev import run_dev
     from services.app.embedded import StackError
 
@@ -123,7 +123,7 @@ def dev(
 
     def run(folder: Path) -> None:
         tune_gc()
-        asyncio.run(
+        run_loop(
             run_dev(settings, data_dir=folder, port=port, movielens=movielens, console=console)
         )
 
@@ -154,7 +154,7 @@ def run_service(
     _configure_logging(settings.log_level, settings, service=service, default_format="json")
     with _telemetry(service):
         bootstrap.tune_gc()
-        asyncio.run(bootstrap.run_service(service, settings))
+        bootstrap.run_loop(bootstrap.run_service(service, settings))
 
 
 @app.command()

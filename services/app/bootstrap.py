@@ -13,11 +13,11 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -165,6 +165,7 @@ def http_app(settings: Settings, mounts: Sequence[ServiceMount], name: str) -> F
         "recommendations, search, similar items and user profiles.",
         settings=settings,
         routers=[router for m in mounts for router in m.http_routers],
+        routes=[route for m in mounts for route in m.http_routes],
         readiness_checks={k: v for m in mounts for k, v in m.readiness_checks.items()},
         state={k: v for m in mounts for k, v in m.app_state.items()},
     )
@@ -271,6 +272,16 @@ async def serve_http(app: FastAPI, host: str, port: int) -> AsyncIterator[_Serve
     finally:
         server.should_exit = True
         await task
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run a long-lived process's ``main`` on uvloop (the event loop in C that
+    uvicorn[standard] installs), or on asyncio's own where uvloop is missing."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def tune_gc() -> None:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.api import ErrorDetail, ErrorInfo, ErrorResponse
@@ -319,11 +320,13 @@ def create_http_app(
     description: str,
     settings: Settings,
     routers: Sequence[APIRouter],
+    routes: Sequence[BaseRoute] = (),
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     state: Mapping[str, object] | None = None,
 ) -> FastAPI:
     """A FastAPI app with Attune's error shape, limits, metrics and operations routes;
-    ``state`` is what the routes find on ``app.state`` (e.g. the query engine)."""
+    ``state`` is what the routes find on ``app.state`` (e.g. the query engine);
+    ``routes`` (plain Starlette ones) are matched before the routers'."""
     app = FastAPI(title=title, description=description, version="1", responses=ERROR_RESPONSES)
     app.state.settings = settings
     app.state.readiness_checks = dict(readiness_checks or {})
@@ -351,6 +354,7 @@ def create_http_app(
             max_age=600,
         )
     app.add_middleware(RequestMetrics, service=service)
+    app.router.routes.extend(routes)
     for router in routers:
         app.include_router(router)
     app.include_router(operations_router(service))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import APIRouter
     from faststream.kafka import KafkaRouter
+    from starlette.routing import BaseRoute
 
 ReadinessCheck = Callable[[], Awaitable[object]]
 
@@ -23,6 +24,7 @@ ReadinessCheck = Callable[[], Awaitable[object]]
 class ServiceMount:
     name: str
     http_routers: Sequence[APIRouter] = ()
+    http_routes: Sequence[BaseRoute] = ()  # plain Starlette routes, matched first
     kafka_routers: Sequence[KafkaRouter] = ()
     readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
     app_state: Mapping[str, object] = field(default_factory=dict)

@@ -31,6 +31,7 @@ from services.common.vectorindex import (
     Hit,
     ItemFilter,
     ItemWrite,
+    Similarities,
     StoredItem,
     VectorIndex,
     VectorLike,
@@ -133,6 +134,14 @@ class TracedVectorIndex:
     ) -> dict[str, float]:
         with self._span("score", **{"attune.ids": len(item_ids)}):
             return await self.inner.score(vector, item_filter, item_ids)
+
+    async def similarities(
+        self, tenant: str, item_ids: Sequence[str], queries: Sequence[VectorLike]
+    ) -> Similarities:
+        with self._span(
+            "similarities", **{"attune.ids": len(item_ids), "attune.queries": len(queries)}
+        ):
+            return await self.inner.similarities(tenant, item_ids, queries)
 
     async def retrieve(
         self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False

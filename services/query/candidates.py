@@ -5,7 +5,7 @@ gathering can be ranked under many weightings (the evaluation does)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from schemas.query import Signal
@@ -14,6 +14,7 @@ from services.common.vectorindex import ItemFilter, StoredItem, VectorIndex
 from services.query.config import QueryConfig
 from services.query.dislikes import closer_to_disliked, net_of_disliked
 from services.query.explain import Explained
+from services.query.packed import PackedSignals
 from services.query.ranking import (
     WeightedItem,
     profile_vector,
@@ -39,6 +40,36 @@ class Candidates:
     items: dict[str, StoredItem] = field(default_factory=dict)
     signals: dict[Signal, dict[str, float]] = field(default_factory=dict)
     details: dict[Signal, Mapping[str, str]] = field(default_factory=dict)
+    _packed: PackedSignals | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def packed(self) -> PackedSignals:
+        """The signals as a matrix (packed once, on first use: ranked many times)."""
+        if self._packed is None:
+            self._packed = PackedSignals.of(self.signals)
+        return self._packed
+
+    def head(
+        self, weights: Mapping[Signal, float], head: int, against: float
+    ) -> dict[Signal, dict[str, float]]:
+        """The signals of the candidates that can make the ``head`` best under
+        ``weights`` (see :meth:`PackedSignals.preselect`)."""
+        chosen = self.packed.preselect(weights, head, against)
+        return {
+            signal: {i: scores[i] for i in chosen if i in scores}
+            for signal, scores in self.signals.items()
+        }
+
+
+def filter_key(item_filter: ItemFilter) -> Hashable:
+    """Equal for filters that let the same items through."""
+    return (
+        item_filter.tenant,
+        tuple(sorted(item_filter.tags_any)),
+        tuple(sorted(item_filter.metadata_equals.items(), key=lambda kv: kv[0])),
+        tuple(sorted(item_filter.metadata_ranges.items(), key=lambda kv: kv[0])),
+        frozenset(item_filter.exclude_item_ids),
+    )
 
 
 def title_of(item: StoredItem | None, item_id: str) -> str:
@@ -52,6 +83,11 @@ class CandidateGatherer:
         self.reader = reader
         self.index = index
         self.config = config
+
+    @staticmethod
+    def pool(limit: int) -> int:
+        """How many candidates each source gives for ``limit`` results."""
+        return max(limit * 4, 50)
 
     async def gather(
         self, tenant: str, user_id: str, *, limit: int, item_filter: ItemFilter,
@@ -75,7 +111,7 @@ class CandidateGatherer:
             limit=self.config.disliked_items,
             half_life_days=self.config.profile_half_life_days,
         )
-        pool = max(limit * 4, 50)
+        pool = self.pool(limit)
         candidates = Candidates(tenant, user_id, personalized=bool(weights))
         allowed = await self._non_personal(tenant, item_filter, pool)
         wanted = list(dict.fromkeys(i for found in allowed.values() for i, _ in found))
@@ -177,12 +213,16 @@ class CandidateGatherer:
         else:
             known.update(await self._matching(tenant, others, item_filter))
         nearest: dict[str, tuple[str, float]] = {}
-        if disliked and content:
-            nearest = closer_to_disliked(
-                await self.index.retrieve(tenant, list(content), with_vectors=True),
-                [i for w in weights if (i := sources.get(w.item_id)) is not None],
-                [i for w in disliked if (i := sources.get(w.item_id)) is not None],
+        against = [i for w in disliked if (i := sources.get(w.item_id)) is not None and i.vector]
+        if against and content:
+            liked = [i for w in weights if (i := sources.get(w.item_id)) is not None and i.vector]
+            compared, similarity = await self.index.similarities(
+                tenant, list(content), [i.vector or () for i in [*against, *liked]]
             )
+            nearest = closer_to_disliked(
+                compared, similarity[:, : len(against)], similarity[:, len(against) :],
+                [i.item_id for i in against],
+            )  # fmt: skip
         for item_id, (_, margin) in nearest.items():
             content[item_id] -= margin
 
@@ -216,4 +256,6 @@ class CandidateGatherer:
         )
 
 
-__all__ = ["CandidateGatherer", "Candidates", "SignalDetails", "SignalScores", "title_of"]
+__all__ = [
+    "CandidateGatherer", "Candidates", "SignalDetails", "SignalScores", "filter_key", "title_of",
+]  # fmt: skip

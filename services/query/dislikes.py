@@ -8,35 +8,25 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from services.common.vectorindex import StoredItem, VectorLike
-
-
-def _unit_rows(vectors: Sequence[VectorLike]) -> npt.NDArray[np.float32]:
-    matrix = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+Matrix = npt.NDArray[np.float32]
 
 
 def closer_to_disliked(
-    candidates: Sequence[StoredItem], liked: Sequence[StoredItem], disliked: Sequence[StoredItem]
+    item_ids: Sequence[str], to_disliked: Matrix, to_liked: Matrix, disliked: Sequence[str]
 ) -> dict[str, tuple[str, float]]:
-    """For each candidate more similar (cosine) to one of the ``disliked`` items than to
-    any of the ``liked`` ones: the closest disliked item and by how much closer. Items
-    without a vector are left out."""
-    disliked = [d for d in disliked if d.vector]
-    candidates = [c for c in candidates if c.vector]
-    if not disliked or not candidates:
+    """For each of ``item_ids`` more similar (cosine) to one of the ``disliked`` items than
+    to any liked one: the closest disliked item and by how much closer. ``to_disliked``
+    and ``to_liked`` hold each item's similarity (a row) to each disliked and each liked
+    item (a column; no column: nothing liked)."""
+    if not disliked or not len(item_ids):
         return {}
-    rows = _unit_rows([c.vector or () for c in candidates])
-    to_each_disliked = rows @ _unit_rows([d.vector or () for d in disliked]).T
-    closest = to_each_disliked.argmax(axis=1)
-    margins = to_each_disliked.max(axis=1)
-    liked = [i for i in liked if i.vector]
-    if liked:
-        margins = margins - (rows @ _unit_rows([i.vector or () for i in liked]).T).max(axis=1)
+    closest = to_disliked.argmax(axis=1)
+    margins = to_disliked.max(axis=1)
+    if to_liked.shape[1]:
+        margins = margins - to_liked.max(axis=1)
     return {
-        item.item_id: (disliked[int(closest[row])].item_id, float(margins[row]))
-        for row, item in enumerate(candidates)
+        item_id: (disliked[int(closest[row])], float(margins[row]))
+        for row, item_id in enumerate(item_ids)
         if margins[row] > 0
     }
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Literal
 
 from schemas.query import ItemResult, Signal
 from services.common.embedding import Embedder
 from services.common.userstore.read import UserModel, UserModelReader
 from services.common.vectorindex import ItemFilter, StoredItem, VectorIndex
-from services.query.candidates import CandidateGatherer, Candidates, title_of
+from services.query.cache import VersionedCache
+from services.query.candidates import CandidateGatherer, Candidates, filter_key, title_of
+from services.query.catalogue import CatalogueClock
 from services.query.config import NON_PERSONAL, QueryConfig, Strategy
 from services.query.ranking import (
     Blended,
@@ -27,7 +30,7 @@ from services.query.ranking import (
 
 def _result(item: StoredItem, blended: Blended) -> ItemResult:
     payload = item.payload
-    return ItemResult(
+    return ItemResult.model_construct(  # from the index's own payloads: no validation
         item_id=item.item_id,
         score=blended.score,
         title=payload.get("title"),
@@ -50,6 +53,14 @@ class QueryEngine:
         self.embedder = embedder
         self.config = config
         self.candidates = CandidateGatherer(reader, index, config)
+        self.catalogue = CatalogueClock(index, every_s=config.catalogue_check_s)
+        # Only a user's own candidates are kept: without history, a user is ranked by
+        # the tenant's lists alone, cheap to read and better fresh.
+        self.cache: VersionedCache[Candidates] = VersionedCache(
+            config.candidates_cache_users,
+            config.candidates_cache_ttl_s,
+            keep=lambda candidates: candidates.personalized,
+        )
 
     # -- recommendations ---------------------------------------------------------------
 
@@ -65,9 +76,18 @@ class QueryEngine:
         marginal relevance over the items' vectors. Items the user engaged with recently
         are left out with ``exclude_seen``; ``item_filter.exclude_item_ids`` leaves out
         any others (e.g. a full history longer than the user model keeps)."""
-        candidates = await self.recommendation_candidates(
-            tenant, user_id, limit=limit, item_filter=item_filter, exclude_seen=exclude_seen
-        )
+        pool = self.candidates.pool(limit)
+        key = (tenant, user_id, filter_key(item_filter), exclude_seen, pool)
+        version = await self.reader.version(tenant, user_id)
+        candidates = await self.cache.get(
+            key,
+            version,
+            partial(
+                self.recommendation_candidates, tenant, user_id, limit=limit,
+                item_filter=item_filter, exclude_seen=exclude_seen,
+            ),
+            generation=await self.catalogue.version(),
+        )  # fmt: skip
         return await self.rank(candidates, limit=limit, weights=weights, diversity=diversity)
 
     async def recommendation_candidates(
@@ -93,9 +113,10 @@ class QueryEngine:
         blended: list[Blended] = []
         strategy: Strategy = "personalized"
         if candidates.personalized:
+            against = self.config.dislike_factor
             blended = blend(
-                candidates.signals, effective, candidates.details, limit=head,
-                against=self.config.dislike_factor,
+                candidates.head(effective, head, against), effective, candidates.details,
+                limit=head, against=against,
             )  # fmt: skip
         if not blended:
             cold: dict[Signal, float] = {
@@ -216,12 +237,10 @@ class QueryEngine:
         known = {h.item.item_id: h.item for h in hits}
         content = {h.item.item_id: max(h.score, 0.0) for h in hits}
         co = dict((await self.reader.cooccurring(tenant, [item_id], limit * 3))[item_id])
-        for item in await self.index.retrieve(
-            tenant, [i for i in co if i not in known], with_vectors=True
-        ):
-            if item_filter.matches(item) and item.vector:
-                known[item.item_id] = item
-                content[item.item_id] = max(cosine(vector, item.vector), 0.0)
+        rated = await self.index.score(vector, item_filter, [i for i in co if i not in known])
+        for item in await self.index.retrieve(tenant, list(rated)):
+            known[item.item_id] = item
+            content[item.item_id] = max(rated[item.item_id], 0.0)
         title = title_of(source, item_id)
         blended = blend(
             {

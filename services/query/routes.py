@@ -7,16 +7,18 @@ import re
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel
 
 from schemas.api import ErrorDetail
 from schemas.query import (
     FiltersIn,
+    ItemsQuery,
     RecentInteraction,
+    RecommendationsQuery,
     RecommendationsResponse,
     SearchRequest,
     SearchResponse,
-    Signal,
     SimilarItemsResponse,
     TagAffinity,
     TrendingResponse,
@@ -28,66 +30,9 @@ from services.query.engine import QueryEngine
 
 _CONDITION = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]{0,63})(?P<op>>=|<=|=)(?P<value>.{1,200})$")
 
-UserIdPath = Annotated[str, Path(min_length=1, max_length=256)]
-Limit = Annotated[int, Query(ge=1, le=100, description="How many results.")]
-Tags = Annotated[list[str], Query(max_length=100, description="Only items with any of these tags.")]
-Filters = Annotated[
-    list[str],
-    Query(
-        alias="filter",
-        max_length=50,
-        description="Metadata conditions 'key=value', 'key>=number' or 'key<=number'; "
-        "repeat for several.",
-    ),
-]
-
-
-Exclude = Annotated[
-    list[str],
-    Query(max_length=1_000, description="Item ids to leave out, besides what the user saw."),
-]
-Diversity = Annotated[
-    float | None,
-    Query(
-        ge=0.0,
-        le=1.0,
-        description="Re-rank by maximal marginal relevance: 0 keeps the blend's order, 1 "
-        "favours items unlike those already listed (default: ATTUNE_RECOMMEND_DIVERSITY).",
-    ),
-]
-
-
-async def get_weight_overrides(
-    w_content: Annotated[
-        float | None, Query(ge=0.0, le=100.0, description="Weight of content similarity.")
-    ] = None,
-    w_cooccurrence: Annotated[
-        float | None, Query(ge=0.0, le=100.0, description="Weight of co-occurrence.")
-    ] = None,
-    w_trending: Annotated[
-        float | None, Query(ge=0.0, le=100.0, description="Weight of trending.")
-    ] = None,
-    w_popular: Annotated[
-        float | None,
-        Query(
-            ge=0.0, le=100.0, description="Weight of popularity (ATTUNE_POPULARITY_HALF_LIFE_DAYS)."
-        ),
-    ] = None,
-    w_tags: Annotated[
-        float | None, Query(ge=0.0, le=100.0, description="Weight of tag affinity.")
-    ] = None,
-) -> dict[Signal, float]:
-    """Per-request weights of the recommendation signals; absent ones keep the configured
-    weight (ATTUNE_RECOMMEND_WEIGHT_*). The dependencies here are ``async``: FastAPI runs
-    a plain ``def`` one in a worker thread, a hop per dependency per request."""
-    given: dict[Signal, float | None] = {
-        "content": w_content,
-        "cooccurrence": w_cooccurrence,
-        "trending": w_trending,
-        "popular": w_popular,
-        "tags": w_tags,
-    }
-    return {signal: weight for signal, weight in given.items() if weight is not None}
+MAX_ID_LENGTH = 256
+UserIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+ItemIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 async def get_engine(request: Request) -> QueryEngine:
@@ -140,17 +85,6 @@ def parse_filters(tenant: str, tags: list[str], conditions: list[str]) -> ItemFi
     return ItemFilter(tenant=tenant, tags_any=tags, metadata_equals=equals, metadata_ranges=ranges)
 
 
-async def get_item_filter(
-    tenant: ReadTenantDep,
-    tags: Tags = [],  # noqa: B006
-    filters: Filters = [],  # noqa: B006
-) -> ItemFilter:
-    return parse_filters(tenant, tags, filters)
-
-
-ItemFilterDep = Annotated[ItemFilter, Depends(get_item_filter)]
-
-
 def filters_from_body(tenant: str, filters: FiltersIn) -> ItemFilter:
     return ItemFilter(
         tenant=tenant,
@@ -164,55 +98,82 @@ query_router = APIRouter(prefix="/v1", tags=["query"])
 """The query API; its handlers read ``app.state.query_engine``."""
 
 
+def json_of(model: BaseModel) -> Response:
+    """``model`` as JSON, serialized once: FastAPI, given a model to return, would dump
+    it, validate the dump against the response model and serialize that (~1 ms for ten
+    explained results). The route still declares its response model for OpenAPI."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+async def recommend(
+    engine: QueryEngine, tenant: str, user_id: str, query: RecommendationsQuery
+) -> Response:
+    """GET /v1/users/{user_id}/recommendations, parameters parsed (see services/query/direct.py
+    for the route that serves it)."""
+    item_filter = parse_filters(tenant, query.tags, query.filter)
+    if query.exclude:
+        item_filter = replace(
+            item_filter, exclude_item_ids={*item_filter.exclude_item_ids, *query.exclude}
+        )
+    weights = query.weights()
+    strategy, items = await engine.recommendations(
+        tenant, user_id, limit=query.limit, item_filter=item_filter,
+        exclude_seen=query.exclude_seen, weights=weights, diversity=query.diversity,
+    )  # fmt: skip
+    diversity = engine.config.recommend_diversity if query.diversity is None else query.diversity
+    return json_of(RecommendationsResponse(
+        tenant=tenant, user_id=user_id, strategy=strategy, items=items,
+        weights=dict(engine.config.weights(weights)), diversity=diversity,
+    ))  # fmt: skip
+
+
 @query_router.get(
     "/users/{user_id}/recommendations",
     summary="Personalized recommendations, each with the signals behind it",
+    response_model=RecommendationsResponse,
 )
 async def recommendations(
-    user_id: UserIdPath, tenant: ReadTenantDep, item_filter: ItemFilterDep, engine: EngineDep,
-    limit: Limit = 10,
-    exclude_seen: Annotated[bool, Query(description="Leave out what the user saw.")] = True,
-    exclude: Exclude = [],  # noqa: B006
-    weights: Annotated[dict[Signal, float], Depends(get_weight_overrides)] = {},  # noqa: B006
-    diversity: Diversity = None,
-) -> RecommendationsResponse:  # fmt: skip
-    if exclude:
-        item_filter = replace(
-            item_filter, exclude_item_ids={*item_filter.exclude_item_ids, *exclude}
-        )
-    strategy, items = await engine.recommendations(
-        tenant, user_id, limit=limit, item_filter=item_filter, exclude_seen=exclude_seen,
-        weights=weights, diversity=diversity,
-    )  # fmt: skip
-    return RecommendationsResponse(
-        tenant=tenant, user_id=user_id, strategy=strategy, items=items,
-        weights=dict(engine.config.weights(weights)),
-        diversity=engine.config.recommend_diversity if diversity is None else diversity,
-    )  # fmt: skip
+    user_id: UserIdPath, tenant: ReadTenantDep, engine: EngineDep,
+    query: Annotated[RecommendationsQuery, Query()],
+) -> Response:  # fmt: skip
+    # Declared here for the OpenAPI document; served by services.query.direct, which
+    # parses the same parameters with the same model and calls the same function.
+    return await recommend(engine, tenant, user_id, query)
 
 
-@query_router.post("/search", summary="Semantic search, optionally personalized")
-async def search(
-    request: SearchRequest, tenant: ReadTenantDep, engine: EngineDep
-) -> SearchResponse:
+@query_router.post(
+    "/search", summary="Semantic search, optionally personalized", response_model=SearchResponse
+)
+async def search(request: SearchRequest, tenant: ReadTenantDep, engine: EngineDep) -> Response:
     personalized, items = await engine.search(
         tenant, request.query, limit=request.limit,
         item_filter=filters_from_body(tenant, request.filters), user_id=request.user_id,
     )  # fmt: skip
-    return SearchResponse(
-        tenant=tenant, query=request.query, personalized=personalized, items=items
+    return json_of(
+        SearchResponse(tenant=tenant, query=request.query, personalized=personalized, items=items)
     )
 
 
-@query_router.get("/items/{item_id}/similar", summary="Items similar to one item")
-async def similar(
-    item_id: Annotated[str, Path(min_length=1, max_length=256)], tenant: ReadTenantDep,
-    item_filter: ItemFilterDep, engine: EngineDep, limit: Limit = 10,
-) -> SimilarItemsResponse:  # fmt: skip
-    items = await engine.similar(tenant, item_id, limit=limit, item_filter=item_filter)
+async def similar_to(engine: QueryEngine, tenant: str, item_id: str, query: ItemsQuery) -> Response:
+    """GET /v1/items/{item_id}/similar, parameters parsed (served by services/query/direct.py)."""
+    item_filter = parse_filters(tenant, query.tags, query.filter)
+    items = await engine.similar(tenant, item_id, limit=query.limit, item_filter=item_filter)
     if items is None:
         raise ApiError(404, "item_not_found", f"no item {item_id!r} in tenant {tenant!r}")
-    return SimilarItemsResponse(tenant=tenant, item_id=item_id, items=items)
+    return json_of(SimilarItemsResponse(tenant=tenant, item_id=item_id, items=items))
+
+
+@query_router.get(
+    "/items/{item_id}/similar",
+    summary="Items similar to one item",
+    response_model=SimilarItemsResponse,
+)
+async def similar(
+    item_id: ItemIdPath, tenant: ReadTenantDep, engine: EngineDep,
+    query: Annotated[ItemsQuery, Query()],
+) -> Response:  # fmt: skip
+    # Declared for the OpenAPI document; served by services.query.direct (see recommendations).
+    return await similar_to(engine, tenant, item_id, query)
 
 
 @query_router.get("/users/{user_id}", summary="The user's folded model, readable")
@@ -248,12 +209,24 @@ async def user_profile(
     )
 
 
-@query_router.get("/trending", summary="What is popular now (time-decayed)")
+async def trending_now(engine: QueryEngine, tenant: str, query: ItemsQuery) -> Response:
+    """GET /v1/trending, parameters parsed (served by services/query/direct.py)."""
+    item_filter = parse_filters(tenant, query.tags, query.filter)
+    items = await engine.trending(tenant, limit=query.limit, item_filter=item_filter)
+    return json_of(TrendingResponse(tenant=tenant, items=items))
+
+
+@query_router.get(
+    "/trending", summary="What is popular now (time-decayed)", response_model=TrendingResponse
+)
 async def trending(
-    tenant: ReadTenantDep, item_filter: ItemFilterDep, engine: EngineDep, limit: Limit = 10
-) -> TrendingResponse:
-    items = await engine.trending(tenant, limit=limit, item_filter=item_filter)
-    return TrendingResponse(tenant=tenant, items=items)
+    tenant: ReadTenantDep, engine: EngineDep, query: Annotated[ItemsQuery, Query()]
+) -> Response:
+    # Declared for the OpenAPI document; served by services.query.direct (see recommendations).
+    return await trending_now(engine, tenant, query)
 
 
-__all__ = ["get_engine", "parse_filters", "query_router"]
+__all__ = [
+    "MAX_ID_LENGTH", "get_engine", "parse_filters", "query_router", "recommend", "similar_to",
+    "trending_now",
+]  # fmt: skip

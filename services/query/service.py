@@ -12,6 +12,7 @@ from services.common.settings import Settings
 from services.common.userstore import DecayRates, UserModelKeys, UserModelReader
 from services.common.vectorindex import VectorIndex
 from services.query.config import QueryConfig
+from services.query.direct import ROUTES
 from services.query.engine import QueryEngine
 from services.query.routes import query_router
 
@@ -34,6 +35,7 @@ def mount(
     return ServiceMount(
         name="query",
         http_routers=[query_router],
+        http_routes=ROUTES,
         readiness_checks={"redis": redis.ping, "vector_index": index.count},
         app_state={"query_engine": build_query_engine(settings, redis, index, embedder)},
     )

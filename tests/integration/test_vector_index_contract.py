@@ -184,6 +184,29 @@ async def test_score_rates_the_ids_asked_that_pass_the_filter(index: VectorIndex
     assert await index.score(query, ItemFilter(tenant="acme"), []) == {}
 
 
+async def test_similarities_rate_live_items_against_each_query(index: VectorIndex) -> None:
+    await index.apply(
+        [
+            item("a", 1, EAST),
+            item("b", 1, [0.0, 2.0, 0.0, 0.0]),  # stored unit length
+            item("d", 1, EAST),
+            item("e", 1, EAST, tenant="other"),
+        ]
+    )
+    await index.apply([ItemDeletion(tenant="acme", item_id="d", version=2)])
+
+    rated, matrix = await index.similarities(
+        "acme", ["b", "zz", "d", "e", "a"], [[0.6, 0.8, 0.0, 0.0], [-2.0, 0.0, 0.0, 0.0]]
+    )
+
+    assert rated == ["b", "a"]  # in the order asked, the missing and deleted left out
+    assert matrix.tolist() == [
+        [pytest.approx(0.8, abs=1e-4), pytest.approx(0.0, abs=1e-4)],
+        [pytest.approx(0.6, abs=1e-4), pytest.approx(-1.0, abs=1e-4)],
+    ]
+    assert (await index.similarities("acme", [], [EAST]))[0] == []
+
+
 async def test_reads_see_every_write_at_once(index: VectorIndex) -> None:
     """Reads right after a write see it, whatever an implementation memoizes."""
     await index.apply([item("a", 1, EAST, tags=["x"], extra={"title": "Old"})])

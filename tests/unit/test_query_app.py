@@ -8,6 +8,7 @@ import pytest
 from services.common.http import ApiError, create_http_app
 from services.common.settings import Settings
 from services.common.vectorindex import NumericRange
+from services.query.direct import ROUTES
 from services.query.routes import parse_filters, query_router
 
 
@@ -57,12 +58,15 @@ async def test_errors_have_the_one_shape() -> None:
     assert no_route.json()["error"]["code"] == "not_found"
 
 
-def engine_client() -> httpx.AsyncClient:
+def engine_client(*, direct: bool = True) -> httpx.AsyncClient:
+    """The query app over the fake engine; ``direct=False`` leaves out the Starlette
+    routes, so that FastAPI's declared routes serve (what the direct ones must match)."""
     from tests.unit.test_query_engine import FakeReader, engine
 
     app = create_http_app(
-        service="query", title="t", description="d", settings=Settings(), routers=[query_router]
-    )
+        service="query", title="t", description="d", settings=Settings(),
+        routers=[query_router], routes=ROUTES if direct else (),
+    )  # fmt: skip
     app.state.query_engine = engine(
         FakeReader(
             recent={"ann": [("apollo", 4.0)]},
@@ -74,9 +78,12 @@ def engine_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query")
 
 
-async def test_recommendations_take_per_request_weights_diversity_and_exclusions() -> None:
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "fastapi"])
+async def test_recommendations_take_per_request_weights_diversity_and_exclusions(
+    direct: bool,
+) -> None:
     headers = {"X-Attune-Tenant": "acme"}
-    async with engine_client() as api:
+    async with engine_client(direct=direct) as api:
         default = (await api.get("/v1/users/ann/recommendations", headers=headers)).json()
         popular = (
             await api.get(
@@ -121,6 +128,52 @@ async def test_bad_weights_and_diversity_are_refused_naming_the_parameter(
         )
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == field
+
+
+BAD_REQUESTS = [
+    "/v1/trending?limit=0",
+    "/v1/trending?filter=year>=soon&limit=5",
+    "/v1/items/apollo/similar?limit=101",
+    "/v1/items/" + "i" * 257 + "/similar",
+    "/v1/users/ann/recommendations?limit=0",
+    "/v1/users/ann/recommendations?limit=many&w_popular=-2&diversity=2",
+    "/v1/users/ann/recommendations?exclude_seen=perhaps",
+    "/v1/users/ann/recommendations?filter=year>=soon",
+    "/v1/users/ann/recommendations?" + "&".join(f"tags=t{n}" for n in range(101)),
+    "/v1/users/" + "u" * 257 + "/recommendations",
+]
+
+
+@pytest.mark.parametrize("path", BAD_REQUESTS)
+async def test_the_direct_routes_refuse_what_fastapi_refuses_in_the_same_words(path: str) -> None:
+    headers = {"X-Attune-Tenant": "acme"}
+    async with engine_client(direct=True) as direct, engine_client(direct=False) as declared:
+        served = await direct.get(path, headers=headers)
+        expected = await declared.get(path, headers=headers)
+
+    assert served.status_code == expected.status_code == 422
+    assert served.json() == expected.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/v1/users/ann/recommendations?exclude=bread&exclude=mars&colour=blue&limit=3", 200),
+        ("/v1/trending?limit=2&tags=cooking&tags=space", 200),
+        ("/v1/items/apollo/similar?limit=2", 200),
+        ("/v1/items/nothing/similar", 404),
+    ],
+)
+async def test_the_direct_routes_answer_as_the_declared_ones(path: str, status: int) -> None:
+    headers = {"X-Attune-Tenant": "acme"}
+    async with engine_client(direct=True) as direct, engine_client(direct=False) as declared:
+        served = await direct.get(path, headers=headers)
+        expected = await declared.get(path, headers=headers)
+
+    assert served.status_code == expected.status_code == status
+    assert served.json() == expected.json()
+    if "exclude" in path:
+        assert not {"bread", "mars"} & {i["item_id"] for i in served.json()["items"]}
 
 
 async def test_made_up_http_methods_share_one_metrics_series() -> None:

@@ -4,14 +4,15 @@ test_query_engine."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from schemas.query import Signal
-from services.common.vectorindex import ItemFilter, StoredItem
+from services.common.vectorindex import ItemFilter, StoredItem, unit_rows
 from services.query.dislikes import closer_to_disliked, net_of_disliked
 from services.query.ranking import blend
 from services.query.signals import tag_affinity_scores
-from tests.unit.test_query_engine import TENANT, FakeReader, engine, stored
+from tests.unit.test_query_engine import ITEMS, TENANT, FakeReader, engine
 
 
 def tagged(item_id: str, *tags: str) -> StoredItem:
@@ -60,15 +61,24 @@ def test_tags_the_user_dislikes_count_against_the_items_that_carry_them() -> Non
     assert details["pasta"] == "matches this user's interest in cooking"
 
 
+def similarity(items: list[str], to: list[str]) -> np.ndarray:
+    rows = unit_rows([ITEMS[i][0] for i in items])
+    return rows @ unit_rows([ITEMS[i][0] for i in to]).T if to else np.zeros((len(items), 0))
+
+
 def test_items_closer_to_a_disliked_item_than_to_any_liked_one() -> None:
-    liked = [stored("bread")]
-    disliked = [stored("apollo"), stored("pasta")]
-    near = closer_to_disliked([stored("orbit"), stored("mars"), stored("picnic")], liked, disliked)
+    candidates, disliked = ["orbit", "mars", "picnic"], ["apollo", "pasta"]
+    near = closer_to_disliked(
+        candidates, similarity(candidates, disliked), similarity(candidates, ["bread"]), disliked
+    )
     assert set(near) == {"orbit", "mars", "picnic"}
     assert near["orbit"][0] == "apollo"
     assert near["orbit"][1] == pytest.approx(0.95 - 0.31, abs=1e-3)  # to apollo - to bread
-    assert closer_to_disliked([stored("pasta")], [stored("bread")], [stored("apollo")]) == {}
-    assert closer_to_disliked([stored("orbit")], [], []) == {}
+    assert closer_to_disliked(
+        ["pasta"], similarity(["pasta"], ["apollo"]), similarity(["pasta"], ["bread"]), ["apollo"]
+    ) == {}  # fmt: skip
+    nothing = similarity(["orbit"], [])
+    assert closer_to_disliked(["orbit"], nothing, nothing, []) == {}
 
 
 def test_net_of_disliked_subtracts_over_both() -> None:

@@ -12,7 +12,14 @@ import pytest
 
 from schemas.query import Signal
 from services.common.userstore.read import Interaction, UserModel
-from services.common.vectorindex import Hit, ItemFilter, StoredItem, VectorLike
+from services.common.vectorindex import (
+    Hit,
+    ItemFilter,
+    Similarities,
+    StoredItem,
+    VectorLike,
+    unit_rows,
+)
 from services.query.config import QueryConfig
 from services.query.engine import QueryEngine
 
@@ -65,6 +72,13 @@ class FakeIndex:
         hits = await self.search(vector, item_filter, len(ITEMS))
         return {h.item.item_id: h.score for h in hits if h.item.item_id in item_ids}
 
+    async def similarities(
+        self, tenant: str, item_ids: Sequence[str], queries: Sequence[VectorLike]
+    ) -> Similarities:
+        found = [i for i in item_ids if i in ITEMS]
+        rows = unit_rows([ITEMS[i][0] for i in found]) if found else np.zeros((0, 3))
+        return found, (rows @ unit_rows(queries).T).astype(np.float32)
+
     async def retrieve(
         self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[StoredItem]:
@@ -92,6 +106,9 @@ class FakeReader:
             tenant, user_id, len(recent), None, None, None, {}, recent,
             dict(self.tags.get(user_id, {})),
         )  # fmt: skip
+
+    async def version(self, tenant: str, user_id: str) -> tuple[str, ...]:
+        return (repr(self.recent.get(user_id)), repr(self.tags.get(user_id)))
 
     async def trending(self, tenant: str, limit: int, **_: Any) -> list[tuple[str, float]]:
         return self._trending[:limit]

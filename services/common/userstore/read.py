@@ -16,6 +16,10 @@ from services.common.userstore.decay import DecayRates
 from services.common.userstore.keys import UserModelKeys
 from services.common.userstore.namespace import Namespaces
 
+UserVersion = tuple[str, bytes | str | None, bytes | str | None]
+"""Compared, never read: equal versions mean the same folded model (see
+:meth:`UserModelReader.version`)."""
+
 
 @dataclass(frozen=True)
 class Interaction:
@@ -111,6 +115,14 @@ class UserModelReader:
         self.ranked_cache_s = ranked_cache_s
         self.clock = clock
         self._ranked: dict[str, _Ranked] = {}
+
+    async def version(self, tenant: str, user_id: str) -> UserVersion:
+        """What changes whenever an event of the user's is folded (one Redis command): the
+        live namespace, the count of events folded and the latest event's time."""
+        namespace = await self.namespaces.active()
+        keys = UserModelKeys(namespace).user(tenant, user_id)
+        events, last_ms = await self.redis.hmget(keys.state, ["events", "last_ms"])
+        return namespace, events, last_ms
 
     async def user(
         self, tenant: str, user_id: str, *, now: datetime | None = None, recent_limit: int = 200
@@ -227,4 +239,4 @@ class UserModelReader:
         return {item_id: _pairs(ranked) for item_id, ranked in zip(item_ids, results, strict=True)}
 
 
-__all__ = ["Interaction", "UserModel", "UserModelReader"]
+__all__ = ["Interaction", "UserModel", "UserModelReader", "UserVersion"]

@@ -12,10 +12,12 @@ from services.common.vectorindex.base import (
     ItemPoint,
     ItemWrite,
     NumericRange,
+    Similarities,
     StoredItem,
     VectorIndex,
     VectorLike,
     point_id,
+    unit_rows,
 )
 
 if TYPE_CHECKING:
@@ -65,10 +67,12 @@ __all__ = [
     "ItemPoint",
     "ItemWrite",
     "NumericRange",
+    "Similarities",
     "StoredItem",
     "VectorIndex",
     "VectorLike",
     "open_collections",
     "open_vector_index",
     "point_id",
+    "unit_rows",
 ]

@@ -38,6 +38,16 @@ METADATA = "meta"
 
 MetadataScalar = str | int | bool
 VectorLike = Sequence[float] | npt.NDArray[np.float32]
+Similarities = tuple[list[str], npt.NDArray[np.float32]]
+"""Item ids, and each one's cosine similarity to each of some query vectors (a row per
+item, a column per query)."""
+
+
+def unit_rows(vectors: Sequence[VectorLike] | npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The vectors as the rows of a matrix, each scaled to unit length (zero rows stay)."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def point_id(tenant: str, item_id: str) -> str:
@@ -244,6 +254,13 @@ class VectorIndex(Protocol):
         the filter's tenant and passes the filter; the others are left out. The index
         scores them where the vectors are (no vector is shipped back)."""
 
+    async def similarities(
+        self, tenant: str, item_ids: Sequence[str], queries: Sequence[VectorLike]
+    ) -> Similarities:
+        """Cosine similarity of each of ``item_ids`` that is a live item with a vector to
+        each of ``queries``, in the order asked; the others are left out. The index
+        rates them where the vectors are (no vector is shipped back)."""
+
     async def retrieve(
         self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[StoredItem]:
@@ -297,9 +314,11 @@ __all__ = [
     "ItemPoint",
     "ItemWrite",
     "NumericRange",
+    "Similarities",
     "StoredItem",
     "VectorIndex",
     "VectorLike",
     "point_id",
     "point_uuid",
+    "unit_rows",
 ]

@@ -54,6 +54,7 @@ from services.common.vectorindex.base import (
     ItemFilter,
     ItemPoint,
     ItemWrite,
+    Similarities,
     StoredItem,
     VectorLike,
     as_float_list,
@@ -66,6 +67,7 @@ from services.common.vectorindex.base import (
     point_uuid,
     stored_item,
     tombstone_vector,
+    unit_rows,
 )
 from services.common.vectorindex.cache import Cached, ItemCache
 
@@ -279,6 +281,22 @@ class EdgeVectorIndex:
         assert matrix is not None  # every passing entry has a vector
         scores = (matrix @ (query / norm)).tolist()
         return {entry.item.item_id: score for entry, score in zip(passing, scores, strict=True)}
+
+    async def similarities(
+        self, tenant: str, item_ids: Sequence[str], queries: Sequence[VectorLike]
+    ) -> Similarities:
+        """Rated here, over the memoized vectors (stored unit length)."""
+        points = [point_uuid(tenant, item_id) for item_id in item_ids]
+        found = await self._items(await self._current(), points, with_vectors=True)
+        entries = [
+            entry
+            for entry in (found.get(point.int) for point in points)
+            if entry is not None and entry.vector is not None
+        ]
+        matrix = self.items.gather(entries) if entries and len(queries) else None
+        if matrix is None:
+            return [], np.zeros((0, len(queries)), dtype=np.float32)
+        return [entry.item.item_id for entry in entries], matrix @ unit_rows(queries).T
 
     async def retrieve(
         self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False

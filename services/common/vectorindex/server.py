@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
 from services.common.vectorindex.base import (
@@ -25,6 +26,7 @@ from services.common.vectorindex.base import (
     ItemFilter,
     ItemPoint,
     ItemWrite,
+    Similarities,
     StoredItem,
     VectorLike,
     as_float_list,
@@ -36,6 +38,7 @@ from services.common.vectorindex.base import (
     point_id,
     stored_item,
     tombstone_vector,
+    unit_rows,
 )
 
 _PAYLOAD_INDEXES = {
@@ -221,6 +224,15 @@ class QdrantServerIndex:
             for point in response.points
             if str(point.id) in named
         }
+
+    async def similarities(
+        self, tenant: str, item_ids: Sequence[str], queries: Sequence[VectorLike]
+    ) -> Similarities:
+        found = [i for i in await self.retrieve(tenant, item_ids, with_vectors=True) if i.vector]
+        if not found or not len(queries):
+            return [], np.zeros((0, len(queries)), dtype=np.float32)
+        rows = unit_rows([item.vector or () for item in found])
+        return [item.item_id for item in found], rows @ unit_rows(queries).T
 
     async def retrieve(
         self, tenant: str, item_ids: Sequence[str], *, with_vectors: bool = False
