@@ -237,7 +237,7 @@ def _scaling(plt: Any, results: Results) -> Any:
     right.set_xscale("log")
     right.set_xlabel("items in the index")
     right.set_ylabel("recommendations/s at saturation (dashed: target)")
-    right.set_title("Throughput of one query process")
+    right.set_title("Throughput of one query process (wrk)")
     right.set_ylim(bottom=0)
     right.grid(alpha=0.3)
     fig.tight_layout()
