@@ -42,7 +42,8 @@ def bench(
         list[str] | None,
         typer.Option(
             help="Run one phase (repeat for several): embedder, usermodel (+memory), ingest, "
-            "query (recommendations, search, rps, scaling), freshness; a figure's name "
+            "query (recommendations, recommendations_rps, similar, trending, search, ceiling, "
+            "scaling), freshness; a figure's name "
             "selects its phase.",
         ),
     ] = None,

@@ -31,13 +31,11 @@ class Sizes:
     headline_scale: int
     raw_searches: int
     raw_embed_searches: int
-    recs_requests: int
-    recs_seconds: float
-    recs_concurrency: int
-    search_requests: int
-    search_concurrent_requests: int
-    rps_seconds: float
-    rps_concurrency: int
+    open_warmup_s: float  # open loop: sent, not counted
+    open_seconds: float  # open loop: counted, at each endpoint's fixed rate
+    wrk_seconds: float  # saturation (closed loop, wrk)
+    wrk_connections: int
+    wrk_threads: int
     freshness_seconds: float
     freshness_events_per_s: float
     profile_seconds: float
@@ -52,13 +50,11 @@ FULL = Sizes(
     headline_scale=10_000,
     raw_searches=1_000,
     raw_embed_searches=300,
-    recs_requests=4_000,
-    recs_seconds=30.0,
-    recs_concurrency=8,
-    search_requests=600,
-    search_concurrent_requests=500,
-    rps_seconds=10.0,
-    rps_concurrency=32,
+    open_warmup_s=5.0,
+    open_seconds=30.0,
+    wrk_seconds=15.0,
+    wrk_connections=8,
+    wrk_threads=2,
     freshness_seconds=30.0,
     freshness_events_per_s=1_000.0,
     profile_seconds=10.0,
@@ -73,13 +69,11 @@ QUICK = Sizes(
     headline_scale=10_000,
     raw_searches=300,
     raw_embed_searches=100,
-    recs_requests=800,
-    recs_seconds=15.0,
-    recs_concurrency=8,
-    search_requests=200,
-    search_concurrent_requests=100,
-    rps_seconds=4.0,
-    rps_concurrency=32,
+    open_warmup_s=2.0,
+    open_seconds=8.0,
+    wrk_seconds=5.0,
+    wrk_connections=8,
+    wrk_threads=2,
     freshness_seconds=10.0,
     freshness_events_per_s=1_000.0,
     profile_seconds=4.0,

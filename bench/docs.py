@@ -34,9 +34,19 @@ def _number(value: Any) -> str:
 def methods(results: Results) -> dict[str, str]:
     """How each figure is measured, with the sizes this run used (from its results)."""
 
-    def of(key: str, name: str) -> str:
+    def value(key: str, names: tuple[str, ...]) -> Any:
         figure = results.figure(key)
-        return _number(figure.details.get(name) if figure else None)
+        found: Any = figure.details if figure else None
+        for name in names:
+            found = found.get(name) if isinstance(found, dict) else None
+        return found
+
+    def of(key: str, *names: str) -> str:
+        return _number(value(key, names))
+
+    def percent(key: str, *names: str) -> str:
+        share = value(key, names)
+        return f"{share:.0%}" if isinstance(share, float) else "?"
 
     films = _number(results.workload.get("items"))
     indexes = results.series.get("indexes", {})
@@ -69,16 +79,39 @@ def methods(results: Results) -> dict[str, str]:
         "there are connections.",
         "recommendations": "`attune run query` on the index, `GET /v1/users/{id}/"
         f"recommendations?limit={of('recommendations', 'limit')}` for the "
-        f"{of('recommendations', 'users')} MovieLens users (folded from all their ratings) "
-        f"by {of('recommendations', 'clients')} concurrent clients of the load generator; "
-        "latency measured by the client. Raw limit: `index.search` alone (the user's profile "
-        f"vector, the films they saw excluded, {of('recommendations', 'pool')} results), one "
-        "client, in the benchmark process.",
-        "search": f"`POST /v1/search` with {of('search', 'queries')} short queries, one client "
-        f"(the same with {of('search', 'clients_concurrent')} clients is in the JSON). Raw "
-        "limit: `embed_query` + `index.search` alone, one client.",
-        "rps": f"Recommendations as above with {of('rps', 'clients')} concurrent clients for "
-        f"{of('rps', 'seconds')} s: the throughput of one `attune run query` process.",
+        f"{of('recommendations', 'users')} MovieLens users (their real histories folded) in "
+        "turn, sent by the load generator (another process, asyncio) in an open loop at "
+        f"{of('recommendations', 'offered_per_s')} req/s: each request at its scheduled time, "
+        "whatever became of the earlier ones, its latency counted from that time (a stall is "
+        f"not hidden); {of('recommendations', 'warmup_s')} s of warm-up, then "
+        f"{of('recommendations', 'seconds')} s counted. An answer outside 2xx, or none within "
+        f"{of('recommendations', 'timeout_s')} s of the scheduled time, is a failure. The "
+        "load generator shares the cores: it used "
+        f"{percent('recommendations', 'loadgen_cpu_share')} of a core here. Raw limit: the "
+        "bare ceiling (`bench/ceiling.py`, its own process: a Starlette app under uvicorn "
+        "with uvloop and httptools doing one Redis GET of the user's "
+        f"{of('recommendations', 'ceiling_candidates')} packed candidates, a numpy blend, "
+        "the top ones with titles and reasons, an orjson answer) under the same open loop in "
+        "the same run.",
+        "recommendations_rps": "wrk (C, closed loop: "
+        f"{of('recommendations_rps', 'wrk', 'threads')} threads, "
+        f"{of('recommendations_rps', 'wrk', 'connections')} keep-alive connections, "
+        f"{of('recommendations_rps', 'wrk', 'seconds')} s) rotating over the same "
+        "recommendations requests; req/s from wrk's count of answers. Answers of 400 and above "
+        "(wrk's 'Non-2xx or 3xx responses') and socket errors or timeouts are failures. wrk "
+        f"used {percent('recommendations_rps', 'wrk', 'cpu_share')} of a core. Raw limit: "
+        "the bare ceiling under the same wrk settings in the same run.",
+        "similar": f"`GET /v1/items/{{id}}/similar?limit={of('similar', 'limit')}` for the "
+        f"{of('similar', 'similar_items')} most-rated films in turn, open loop at "
+        f"{of('similar', 'offered_per_s')} req/s as above. Raw limit: the item's vector "
+        f"retrieved and searched ({of('similar', 'pool')} results) alone, one client, in the "
+        "benchmark process.",
+        "trending": f"`GET /v1/trending?limit={of('trending', 'limit')}`, open loop at "
+        f"{of('trending', 'offered_per_s')} req/s as above. Raw limit: the bare ceiling's p99 "
+        "under the same open loop (an HTTP answer from one Redis GET).",
+        "search": f"`POST /v1/search` with {of('search', 'queries')} short queries in turn, "
+        f"open loop at {of('search', 'offered_per_s')} req/s as above. Raw limit: "
+        "`embed_query` + `index.search` alone, one client.",
         "freshness": "`attune run ingest`, `attune run usermodel` and `attune run query` as "
         "three processes. A steady background of rating events (bodies of "
         f"{of('freshness', 'body_events')}, open loop) and, every "
@@ -89,7 +122,8 @@ def methods(results: Results) -> dict[str, str]:
         "memory": "After the live fold: `MEMORY USAGE key SAMPLES 0` of every per-user key of "
         "the MovieLens tenant, divided by the (user, recent item) pairs (the users' `recent` "
         "sizes). Tenant-level keys (trending, popularity, co-occurrence) are in the JSON.",
-        "scaling": "The query figures at each index size: MovieLens films (with their own "
+        "scaling": "The open-loop query figures at each index size: MovieLens films (with "
+        "their own "
         f"embeddings), most-rated first; past the {films} films, synthetic items (a film's "
         "vector plus noise, written straight to the index); synthetic per index: "
         f"{synthetic or '?'}. The figure is p99 at the largest index over p99 at the one "
@@ -109,7 +143,8 @@ def _machine_line(machine: dict[str, Any]) -> str:
 def _scaling_table(points: list[dict[str, Any]]) -> str:
     lines = [
         "| items | recommendations p50 / p99 | search p50 / p99 | vector search alone p50 / p99 "
-        "| embedding + search alone p50 / p99 | recommendations/s | failed requests |",
+        "| embedding + search alone p50 / p99 | recommendations/s at saturation "
+        "| failed requests |",
         "|---|---|---|---|---|---|---|",
     ]
     for p in points:
@@ -119,10 +154,19 @@ def _scaling_table(points: list[dict[str, Any]]) -> str:
             cells.append(
                 f"{summary['p50']:.1f} / {summary['p99']:.1f} ms" if "p99" in summary else "-"
             )
-        cells.append(f"{p['rps']:,.0f}")
+        cells.append(f"{p['rps']:,.0f}" if p.get("rps") is not None else "-")
         failed = sum(sum(p.get(f"{k}_errors", {}).values()) for k in ("recs", "search", "rps"))
         cells.append(f"{failed:,}")
         lines.append("| " + " | ".join(cells) + " |")
+    rates = [(p.get("recs_offered_per_s"), p.get("search_offered_per_s")) for p in points[:1]]
+    if rates and None not in rates[0]:
+        recs, search = rates[0]
+        lines += [
+            "",
+            f"Recommendations at {_number(recs)} req/s and search at {_number(search)} req/s "
+            "offered (open loop, latency from the scheduled send); the raw limits alone, one "
+            "client; recommendations/s with wrk.",
+        ]
     return "\n".join(lines)
 
 
@@ -208,7 +252,10 @@ def docs_markdown(results: Results, plot_names: Sequence[str]) -> str:
         lines.append("")
     lines += ["## How each figure is measured", ""]
     described = methods(results)
-    lines += [f"- **{key}**: {described[key]}" for key in ORDER if key in described]
+    present = {f.key for f in results.figures}
+    lines += [
+        f"- **{key}**: {described[key]}" for key in ORDER if key in described and key in present
+    ]
     lines += [
         "",
         "Run it again with `attune bench` (`python -m bench` in a checkout); `--quick` for a "

@@ -41,7 +41,7 @@ from services.common.consumer import batch_subscriber
 from services.common.kafka import aiokafka_options, make_broker
 from services.common.records import raw_records
 
-TARGET = Target("at_most", 500.0, "p99 <= 500 ms")
+TARGET = Target("at_most", 200.0, "p99 <= 200 ms")
 BATCH = 10
 PROBE_EVERY_S = 0.25
 POLL_EVERY_S = 0.01

@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from bench.context import Context
-from bench.loadgen import failures
+from bench.httpclient import failures
 from bench.results import Figure, Target
 from bench.services import Service, run_loadgen
 from bench.stats import summarize

@@ -2,12 +2,13 @@
 prints JSON results on stdout.
 
 It runs in its own process so that it never shares the server's event loop or CPU
-accounting, speaks plain HTTP/1.1 with keep-alive over asyncio streams (no client
-library in the way: a few microseconds per request), talks to loopback addresses only,
-and is bounded in requests and in time.
+accounting, speaks plain HTTP/1.1 with keep-alive (:mod:`bench.httpclient`), talks to
+loopback addresses only, and is bounded in requests and in time.
 
 Modes:
 
+- ``open``: requests sent at scheduled times at a fixed rate, latency counted from the
+  scheduled send time (:mod:`bench.openloop`); the generator's own CPU time reported.
 - ``closed``: ``concurrency`` connections, each sending its next request as soon as the
   previous answer arrived, until ``max_requests`` or ``max_seconds``; after
   ``warmup`` requests that are not counted. Reports every latency.
@@ -26,105 +27,12 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+from bench.httpclient import Connection, HttpError, Pool, Tally, encode_request, encoded
+from bench.openloop import run_open
+
 HARD_LIMIT_S = 600.0
-
-
-class HttpError(Exception):
-    """The server closed the connection or answered something unreadable."""
-
-
-def encode_request(
-    method: str, path: str, host: str, headers: dict[str, str] | None = None, body: bytes = b""
-) -> bytes:
-    """One HTTP/1.1 request, ready to write (keep-alive)."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    if body or method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
-    """(status, content length or None, chunked?, connection close?) of a response head."""
-    if not head.startswith(b"HTTP/1.") or len(head) < 12:
-        raise HttpError(f"not an HTTP response: {head[:40]!r}")
-    status = int(head[9:12])
-    lower = head.lower()
-    length = None
-    at = lower.find(b"\r\ncontent-length:")
-    if at >= 0:
-        end = lower.find(b"\r\n", at + 2)
-        length = int(lower[at + 17 : end].strip())
-    chunked = b"\r\ntransfer-encoding: chunked" in lower
-    close = b"\r\nconnection: close" in lower
-    return status, length, chunked, close
-
-
-class Connection:
-    """One keep-alive connection; reconnects after an error or a ``Connection: close``."""
-
-    def __init__(self, host: str, port: int) -> None:
-        if host not in LOOPBACK:
-            raise ValueError(f"the load generator only talks to loopback, not {host!r}")
-        self.host, self.port = host, port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        return self._reader, self._writer
-
-    async def send(self, raw: bytes) -> tuple[int, bytes]:
-        reader, writer = await self._connect()
-        try:
-            writer.write(raw)
-            head = await reader.readuntil(b"\r\n\r\n")
-            status, length, chunked, close = parse_head(head)
-            if length is not None:
-                body = await reader.readexactly(length)
-            elif chunked:
-                body = await _read_chunked(reader)
-            else:
-                body = b""
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
-            self.close()
-            raise HttpError(f"{type(error).__name__}: {error}") from error
-        except BaseException:
-            self.close()  # a cancelled or timed-out request leaves the stream unusable
-            raise
-        if close:
-            self.close()
-        return status, body
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = self._writer = None
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
-
-
-@dataclass
-class Tally:
-    latencies_ms: list[float] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    matched: int = 0
-    last_done: float = 0.0
 
 
 async def _drive(
@@ -168,12 +76,7 @@ async def _drive(
 
 async def run_closed(spec: dict[str, Any]) -> dict[str, Any]:
     host, port = spec["host"], int(spec["port"])
-    requests = [
-        encode_request(
-            r["method"], r["path"], host, r.get("headers"), (r.get("body") or "").encode()
-        )
-        for r in spec["requests"]
-    ]
+    requests = encoded(spec["requests"], host)
     concurrency = int(spec.get("concurrency", 1))
     timeout_s = float(spec.get("timeout_s", 10.0))
     match = spec["match"].encode() if spec.get("match") else None
@@ -210,41 +113,6 @@ async def run_closed(spec: dict[str, Any]) -> dict[str, Any]:
         "warmup_statuses": {str(k): v for k, v in warm.statuses.items()},
         "warmup_errors": dict(warm.errors),
     }
-
-
-def failures(result: dict[str, Any]) -> dict[str, int]:
-    """What failed in a closed-loop run, warm-up included: answers outside 2xx by status
-    and transport errors or timeouts by kind."""
-    found: Counter[str] = Counter()
-    for prefix in ("", "warmup_"):
-        for status, count in result.get(f"{prefix}statuses", {}).items():
-            if not str(status).startswith("2"):
-                found[str(status)] += count
-        for error, count in result.get(f"{prefix}errors", {}).items():
-            found[error] += count
-    return dict(found)
-
-
-class Pool:
-    """Up to ``size`` keep-alive connections to one server, shared by tasks."""
-
-    def __init__(self, host: str, port: int, size: int) -> None:
-        self.host, self.port = host, port
-        self._idle: list[Connection] = [Connection(host, port) for _ in range(size)]
-        self._free = asyncio.Semaphore(size)
-
-    async def send(self, raw: bytes, timeout_s: float) -> tuple[int, bytes]:
-        async with self._free:
-            connection = self._idle.pop()
-            try:
-                async with asyncio.timeout(timeout_s):
-                    return await connection.send(raw)
-            finally:
-                self._idle.append(connection)
-
-    def close(self) -> None:
-        for connection in self._idle:
-            connection.close()
 
 
 async def run_freshness(spec: dict[str, Any]) -> dict[str, Any]:
@@ -383,6 +251,8 @@ async def run_freshness(spec: dict[str, Any]) -> dict[str, Any]:
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
     mode = spec.get("mode", "closed")
     async with asyncio.timeout(float(spec.get("hard_limit_s", HARD_LIMIT_S))):
+        if mode == "open":
+            return await run_open(spec)
         if mode == "closed":
             return await run_closed(spec)
         if mode == "freshness":
@@ -406,4 +276,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["Connection", "HttpError", "encode_request", "failures", "parse_head", "run"]
+__all__ = ["run", "run_closed", "run_freshness"]

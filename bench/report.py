@@ -14,8 +14,8 @@ from rich.table import Table
 from bench.results import Figure, Results
 
 ORDER = (
-    "embedder", "usermodel", "ingest", "recommendations", "search", "rps", "freshness",
-    "memory", "scaling",
+    "embedder", "usermodel", "ingest", "recommendations", "recommendations_rps", "similar",
+    "trending", "search", "freshness", "memory", "scaling",
 )  # fmt: skip
 
 # -- formatting -------------------------------------------------------------------------
@@ -180,8 +180,11 @@ def _latency(plt: Any, results: Results) -> Any:
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     styles = {
         "recommendations": ("recommendations, HTTP", "tab:blue", "-"),
+        "ceiling": ("the bare ceiling, HTTP", "tab:blue", "-."),
         "raw_search": ("vector search alone", "tab:blue", ":"),
-        "search": ("search, HTTP (1 client)", "tab:orange", "-"),
+        "similar": ("similar items, HTTP", "tab:green", "-"),
+        "trending": ("trending, HTTP", "tab:red", "-"),
+        "search": ("search, HTTP", "tab:orange", "-"),
         "raw_embed_search": ("embedding + search alone", "tab:orange", ":"),
     }
     for key, (label, colour, line) in styles.items():
@@ -190,13 +193,16 @@ def _latency(plt: Any, results: Results) -> Any:
             continue
         shares = [(n + 1) / len(values) for n in range(len(values))]
         ax.plot(values, shares, label=label, color=colour, linestyle=line)
-    for target, colour in ((10, "tab:blue"), (25, "tab:orange")):
-        ax.axvline(target, color=colour, linestyle="--", linewidth=0.8)
+    for key, colour in (("recommendations", "tab:blue"), ("trending", "tab:red"),
+                        ("search", "tab:orange")):  # fmt: skip
+        figure = results.figure(key)
+        if figure is not None and figure.target is not None:
+            ax.axvline(figure.target.value, color=colour, linestyle="--", linewidth=0.8)
     ax.axhline(0.99, color="gray", linewidth=0.6)
     ax.set_xscale("log")
-    ax.set_xlabel("latency (ms, log scale); dashed: the p99 targets")
+    ax.set_xlabel("latency (ms, log scale) from the scheduled send; dashed: the p99 targets")
     ax.set_ylabel("share of requests")
-    ax.set_title(f"Latency at {series['items']:,} items (CDF)")
+    ax.set_title(f"Latency at {series['items']:,} items, open loop (CDF)")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     return fig
@@ -209,14 +215,14 @@ def _scaling(plt: Any, results: Results) -> Any:
     items = [p["items"] for p in points]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label, colour in (
-        ("recs", "recommendations (8 clients)", "tab:blue"),
-        ("search", "search (1 client)", "tab:orange"),
+        ("recs", "recommendations (open loop)", "tab:blue"),
+        ("search", "search (open loop)", "tab:orange"),
         ("raw_search", "vector search alone", "tab:gray"),
         ("raw_embed_search", "embedding + search alone", "tab:brown"),
     ):
-        left.plot(items, [p[key]["p50"] for p in points], "o-", color=colour, label=f"{label} p50")
-        left.plot(items, [p[key]["p99"] for p in points], "s--", color=colour, alpha=0.6,
-                  label=f"{label} p99")  # fmt: skip
+        for q, style, alpha in (("p50", "o-", 1.0), ("p99", "s--", 0.6)):
+            values = [p[key].get(q, float("nan")) for p in points]  # nan: nothing answered
+            left.plot(items, values, style, color=colour, alpha=alpha, label=f"{label} {q}")
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xlabel("items in the index")
@@ -224,12 +230,14 @@ def _scaling(plt: Any, results: Results) -> Any:
     left.set_title("Latency vs items")
     left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     left.grid(alpha=0.3, which="both")
-    right.plot(items, [p["rps"] for p in points], "o-", color="tab:green")
-    right.axhline(1_000, color="black", linestyle="--", linewidth=1)
+    right.plot(items, [p["rps"] or 0 for p in points], "o-", color="tab:green")
+    rps = results.figure("recommendations_rps")
+    if rps is not None and rps.target is not None:
+        right.axhline(rps.target.value, color="black", linestyle="--", linewidth=1)
     right.set_xscale("log")
     right.set_xlabel("items in the index")
-    right.set_ylabel("recommendations/s (dashed: target)")
-    right.set_title("Throughput of one query process")
+    right.set_ylabel("recommendations/s at saturation (dashed: target)")
+    right.set_title("Throughput of one query process (wrk)")
     right.set_ylim(bottom=0)
     right.grid(alpha=0.3)
     fig.tight_layout()
@@ -252,7 +260,9 @@ def _freshness(plt: Any, results: Results) -> Any:
     if "p99" in hop:
         ax.axvline(hop["p99"], color="gray", linestyle="-.", label=f"Kafka hop alone p99 "
                    f"{hop['p99']:.0f} ms")  # fmt: skip
-    ax.axvline(500, color="red", linestyle="--", label="target p99 500 ms")
+    if figure.target is not None:
+        ax.axvline(figure.target.value, color="red", linestyle="--",
+                   label=f"target {figure.target.text}")  # fmt: skip
     ax.set_xlabel("event posted -> visible in recommendations (ms)")
     ax.set_ylabel("probes")
     ax.set_title(figure.title, fontsize=9)
@@ -269,8 +279,9 @@ def _memory(plt: Any, results: Results) -> Any:
     names = list(kinds)[::-1]
     ax.barh(names, [kinds[n] for n in names], color="tab:cyan")
     ax.set_xlabel("bytes per (user, recent item), by key")
-    ax.set_title(f"User model in Redis: {figure.measured:,.0f} B per (user, recent item) "
-                 f"(target <= 400)", fontsize=9)  # fmt: skip
+    target = f" (target {figure.target.text})" if figure.target else ""
+    ax.set_title(f"User model in Redis: {figure.measured:,.0f} B per (user, recent item)"
+                 f"{target}", fontsize=9)  # fmt: skip
     return fig
 
 

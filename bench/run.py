@@ -5,7 +5,8 @@ Phases and the figures they give:
 - ``embedder``: embedder docs/s (and the vectors of every film for the query figures);
 - ``usermodel``: usermodel events/s and the memory of the user model;
 - ``ingest``: ingest events/s;
-- ``query``: recommendations and search latency, requests/s, scaling;
+- ``query``: latency at a fixed offered rate of recommendations, similar items, trending
+  and search, recommendations requests/s at saturation (wrk), the bare ceiling, scaling;
 - ``freshness``: event posted -> visible in recommendations.
 
 A phase that needs another's output (the query figures need the films' vectors and the
@@ -40,7 +41,11 @@ PHASES = ("embedder", "usermodel", "ingest", "query", "freshness")
 ALIASES = {
     "memory": "usermodel",
     "recommendations": "query",
+    "recommendations_rps": "query",
+    "similar": "query",
+    "trending": "query",
     "search": "query",
+    "ceiling": "query",
     "rps": "query",
     "scaling": "query",
 }

@@ -96,14 +96,24 @@ async def start_service(
     port = free_port()
     env = settings_env(settings.model_copy(update={"http_host": "127.0.0.1", "http_port": port}))
     argv = [sys.executable, "-m", "services.cli", "run", name]
+    return await start_process(
+        f"attune run {name}", name, argv, env, port, log_dir, ready_timeout_s=ready_timeout_s
+    )
+
+
+async def start_process(
+    title: str, name: str, argv: list[str], env: dict[str, str], port: int, log_dir: Path,
+    *, ready_timeout_s: float = 120.0,
+) -> Service:  # fmt: skip
+    """Start ``argv`` (an HTTP server on ``port``) and wait until /readyz answers 200."""
     log_path = log_dir / f"{name}-{port}.log"
-    service = Service(name, port, ManagedProcess.start(f"attune run {name}", argv, log_path, env))
+    service = Service(name, port, ManagedProcess.start(title, argv, log_path, env))
     deadline = time.monotonic() + ready_timeout_s
     async with httpx.AsyncClient() as client:
         while True:
             if service.process.exited():
                 raise StackError(
-                    f"attune run {name} exited with {service.process.process.returncode}:\n"
+                    f"{title} exited with {service.process.process.returncode}:\n"
                     + service.process.last_log_lines()
                 )
             try:
@@ -114,7 +124,7 @@ async def start_service(
                 pass
             if time.monotonic() > deadline:
                 service.stop()
-                raise StackError(f"attune run {name} not ready after {ready_timeout_s:.0f} s")
+                raise StackError(f"{title} not ready after {ready_timeout_s:.0f} s")
             await asyncio.sleep(0.2)
 
 
@@ -334,6 +344,7 @@ __all__ = [
     "run_loadgen",
     "scrape",
     "settings_env",
+    "start_process",
     "start_service",
     "wait_for_metric",
 ]

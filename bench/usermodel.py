@@ -47,7 +47,7 @@ from services.common.userstore.namespace import Namespaces
 from services.usermodel.fold import FoldConfig, UserModelFolder
 from services.usermodel.replay import rebuild_namespace
 
-TARGET = Target("at_least", 15_000, ">= 15,000 events/s per process")
+TARGET = Target("at_least", 25_000, ">= 25,000 events/s per process")
 REPLAY_TARGET = Target("at_least", 20_000, ">= 20,000 events/s, same digest as live")
 PARTITIONS = 6
 CONSUMED = "attune_consumer_messages_total"

