@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
@@ -45,14 +45,25 @@ def is_redis_outage(error: BaseException) -> bool:
     return False
 
 
+MAX_CONNECTIONS = 64
+"""Per client (one per process): far more than one event loop keeps busy."""
+
+
 def make_redis(settings: Settings) -> Redis:
-    return Redis.from_url(
+    """A client whose connections are bounded: past ``MAX_CONNECTIONS`` in use, a
+    command waits for one (up to its timeout) rather than opening another, so that an
+    overloaded process queues its requests instead of opening hundreds of connections,
+    each slower to open than the last."""
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url.get_secret_value(),
+        max_connections=MAX_CONNECTIONS,
+        timeout=5.0,
         decode_responses=False,
         socket_timeout=5.0,
         socket_connect_timeout=2.0,
         health_check_interval=15,
     )
+    return Redis.from_pool(pool)  # closing the client closes the pool
 
 
 __all__ = ["REDIS_OUTAGE_ERRORS", "is_redis_outage", "make_redis"]

@@ -302,17 +302,18 @@ class Settings(BaseSettings):
         "signal's negative score (closer to a disliked item, co-occurring with one, "
         "carrying a disliked tag) is its weight times this; 0: dislikes do not count.",
     )
-    recommend_cache_users: Annotated[int, Field(ge=0)] = Field(
+    query_cache_entries: Annotated[int, Field(ge=0)] = Field(
         default=10_000,
-        description="How many users' gathered candidates the query process keeps (least "
-        "recently used go first; 0: gather on every request). An entry serves only the "
-        "user model it was gathered from: a user's own events show at once.",
+        description="How many users' gathered candidates, and how many items' similar "
+        "items, a query process keeps (least recently used go first; 0: none). A user's "
+        "entry serves only the user model it was gathered from: their own events show at "
+        "once; an entry of an older catalogue is gathered again at its next use.",
     )
-    recommend_cache_ttl_s: Annotated[float, Field(gt=0)] = Field(
+    query_cache_ttl_s: Annotated[float, Field(gt=0)] = Field(
         default=300.0,
-        description="Age past which a user's kept candidates are gathered again in the "
-        "background (what other users' events and new items change reaches "
-        "recommendations within about this long).",
+        description="Age past which a kept entry is gathered again in the background: what "
+        "other users' events change (co-occurrence, trending) reaches recommendations and "
+        "similar items within about this long.",
     )
     recommend_popular_evidence: Annotated[float, Field(ge=0)] = Field(
         default=50.0,

@@ -32,8 +32,8 @@ class QueryConfig:
     popular_evidence: float = 0.0
     disliked_items: int = 10
     dislike_factor: float = 1.0
-    candidates_cache_users: int = 10_000
-    candidates_cache_ttl_s: float = 300.0
+    cache_entries: int = 10_000
+    cache_ttl_s: float = 300.0
     catalogue_check_s: float = 1.0
 
     @classmethod
@@ -56,8 +56,8 @@ class QueryConfig:
             recommend_diversity=settings.recommend_diversity,
             popular_evidence=settings.recommend_popular_evidence,
             dislike_factor=settings.recommend_dislike_factor,
-            candidates_cache_users=settings.recommend_cache_users,
-            candidates_cache_ttl_s=settings.recommend_cache_ttl_s,
+            cache_entries=settings.query_cache_entries,
+            cache_ttl_s=settings.query_cache_ttl_s,
         )
 
     def weights(self, overrides: Mapping[Signal, float] | None = None) -> dict[Signal, float]:

@@ -57,9 +57,12 @@ class QueryEngine:
         # Only a user's own candidates are kept: without history, a user is ranked by
         # the tenant's lists alone, cheap to read and better fresh.
         self.cache: VersionedCache[Candidates] = VersionedCache(
-            config.candidates_cache_users,
-            config.candidates_cache_ttl_s,
+            config.cache_entries,
+            config.cache_ttl_s,
             keep=lambda candidates: candidates.personalized,
+        )
+        self.similar_cache: VersionedCache[list[ItemResult] | None] = VersionedCache(
+            config.cache_entries, config.cache_ttl_s, keep=lambda found: found is not None
         )
 
     # -- recommendations ---------------------------------------------------------------
@@ -223,7 +226,19 @@ class QueryEngine:
     async def similar(
         self, tenant: str, item_id: str, *, limit: int, item_filter: ItemFilter
     ) -> list[ItemResult] | None:
-        """Items like ``item_id``; None when the item is unknown."""
+        """Items like ``item_id``; None when the item is unknown. Kept for the catalogue
+        they were found in (see services/query/cache.py)."""
+        catalogue = await self.catalogue.version()
+        return await self.similar_cache.get(
+            (tenant, item_id, filter_key(item_filter), limit),
+            catalogue,
+            partial(self._similar, tenant, item_id, limit=limit, item_filter=item_filter),
+            generation=catalogue,
+        )
+
+    async def _similar(
+        self, tenant: str, item_id: str, *, limit: int, item_filter: ItemFilter
+    ) -> list[ItemResult] | None:
         found = await self.index.retrieve(tenant, [item_id], with_vectors=True)
         if not found or not found[0].vector:
             return None

@@ -72,6 +72,12 @@ class FakeIndex:
         hits = await self.search(vector, item_filter, len(ITEMS))
         return {h.item.item_id: h.score for h in hits if h.item.item_id in item_ids}
 
+    async def read_meta(self, key: str) -> dict[str, Any] | None:
+        return None  # no embedder's watermarks: one catalogue throughout
+
+    async def read_metas(self, prefix: str) -> dict[str, dict[str, Any]]:
+        return {}
+
     async def similarities(
         self, tenant: str, item_ids: Sequence[str], queries: Sequence[VectorLike]
     ) -> Similarities:
