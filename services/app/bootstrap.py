@@ -246,8 +246,12 @@ async def assemble(
     async with open_dependencies(settings, services) as deps:
         mounts = tuple(mount(service, deps) for service in services)
         app = http_app(settings, mounts, name or "-".join(services))
-        async with running_broker(deps.broker, mounts, settings):
-            yield Assembly(app, deps, mounts)
+        try:
+            async with running_broker(deps.broker, mounts, settings):
+                yield Assembly(app, deps, mounts)
+        finally:
+            for closing in (close for m in mounts for close in m.on_close):
+                await closing()
 
 
 class _Server(uvicorn.Server):

@@ -29,6 +29,7 @@ class ServiceMount:
     readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
     app_state: Mapping[str, object] = field(default_factory=dict)
     publishes: bool = False  # produces to Kafka from HTTP requests (needs a connection)
+    on_close: Sequence[Callable[[], Awaitable[None]]] = ()  # before the clients close
 
 
 __all__ = ["ReadinessCheck", "ServiceMount"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from schemas.query import Signal
 from services.common.userstore.read import UserModel, UserModelReader
@@ -23,6 +24,9 @@ from services.query.ranking import (
     signed_scaled,
 )
 from services.query.signals import cooccurrence_scores, tag_affinity_scores
+
+RANKINGS_KEPT = 8
+"""Per candidates: a user's requests mostly repeat a few weightings and limits."""
 
 SignalScores = dict[Signal, dict[str, float]]
 SignalDetails = dict[Signal, Mapping[str, str]]
@@ -41,6 +45,13 @@ class Candidates:
     signals: dict[Signal, dict[str, float]] = field(default_factory=dict)
     details: dict[Signal, Mapping[str, str]] = field(default_factory=dict)
     _packed: PackedSignals | None = field(default=None, repr=False, compare=False)
+    ranked: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
+    """What :meth:`QueryEngine.rank` made of these candidates, by its arguments."""
+
+    def keep_ranked(self, asked: Hashable, ranked: Any) -> None:
+        if len(self.ranked) >= RANKINGS_KEPT:
+            self.ranked.clear()
+        self.ranked[asked] = ranked
 
     @property
     def packed(self) -> PackedSignals:

@@ -30,7 +30,7 @@ from services.query.ranking import (
 
 def _result(item: StoredItem, blended: Blended) -> ItemResult:
     payload = item.payload
-    return ItemResult.model_construct(  # from the index's own payloads: no validation
+    return ItemResult(
         item_id=item.item_id,
         score=blended.score,
         title=payload.get("title"),
@@ -64,6 +64,12 @@ class QueryEngine:
         self.similar_cache: VersionedCache[list[ItemResult] | None] = VersionedCache(
             config.cache_entries, config.cache_ttl_s, keep=lambda found: found is not None
         )
+
+    async def close(self) -> None:
+        """Stop the background work (gathering kept entries again, reading the catalogue)."""
+        await self.cache.close()
+        await self.similar_cache.close()
+        await self.catalogue.close()
 
     # -- recommendations ---------------------------------------------------------------
 
@@ -109,7 +115,20 @@ class QueryEngine:
         """Blend the candidates' signals under the configured weights (with ``weights``
         on top), optionally diversified. A user without history, or whose blend is
         empty, gets the non-personal signals: trending and popularity as weighted, or
-        trending alone when both weigh nothing."""
+        trending alone when both weigh nothing. The result is a function of the
+        candidates and the arguments alone: kept with the candidates, a repeated request
+        reuses it."""
+        asked = (limit, tuple(sorted((weights or {}).items())), diversity)
+        ranked = candidates.ranked.get(asked)
+        if ranked is None:
+            ranked = await self._rank(candidates, limit=limit, weights=weights, diversity=diversity)
+            candidates.keep_ranked(asked, ranked)
+        return ranked
+
+    async def _rank(
+        self, candidates: Candidates, *, limit: int,
+        weights: Mapping[Signal, float] | None, diversity: float | None,
+    ) -> tuple[Strategy, list[ItemResult]]:  # fmt: skip
         effective = self.config.weights(weights)
         diversity = self.config.recommend_diversity if diversity is None else diversity
         head = limit if diversity <= 0 else max(limit * 5, 50)  # what MMR picks from

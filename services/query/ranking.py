@@ -135,7 +135,7 @@ def blend(
             if score != 0:
                 effective = weight if score > 0 else against * weight
                 reasons.append(
-                    Reason.model_construct(  # built from our own numbers: no validation
+                    Reason(
                         signal=signal, score=round(score, 4), weight=effective,
                         contribution=round(effective * score, 4),
                         detail=details.get(signal, {}).get(item_id),

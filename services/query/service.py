@@ -32,12 +32,14 @@ def build_query_engine(
 def mount(
     settings: Settings, *, redis: Redis, index: VectorIndex, embedder: Embedder
 ) -> ServiceMount:
+    engine = build_query_engine(settings, redis, index, embedder)
     return ServiceMount(
         name="query",
         http_routers=[query_router],
         http_routes=ROUTES,
         readiness_checks={"redis": redis.ping, "vector_index": index.count},
-        app_state={"query_engine": build_query_engine(settings, redis, index, embedder)},
+        app_state={"query_engine": engine},
+        on_close=[engine.close],
     )
 
 
