@@ -8,9 +8,11 @@ deduplicate by messageId and content versions, so a repeat is harmless.
 
 Messages go to aiokafka's producer under the FastStream broker directly when nothing
 needs FastStream's publish path: that path (message building, middlewares) costs
-about as much per message again as aiokafka's own send. With a publish middleware
-(tracing on: the producer spans and the trace headers) or the in-memory test broker,
-they go through ``broker.publish``.
+about as much per message again as aiokafka's own send. There they go as one record
+batch per partition (:func:`send_batches`) rather than one ``send`` each: a request's
+messages then cost one future and one queueing per partition instead of per message.
+With a publish middleware (tracing on: the producer spans and the trace headers) or
+the in-memory test broker, they go through ``broker.publish`` one by one.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker
 
@@ -30,7 +35,9 @@ from services.ingest.messages import Outgoing
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-Send = Callable[[Outgoing], Awaitable[Any]]  # hands one message over; returns its ack
+HEADERS = [("content-type", JSON.encode())]
+HandOver = Callable[[Sequence[Outgoing], list[Any]], Awaitable[None]]
+"""Hands messages to the producer, appending each one's ack (a future, or None)."""
 
 
 class PublishFailed(Exception):
@@ -71,14 +78,9 @@ async def _publish_once(
 ) -> list[tuple[Outgoing, BaseException]]:
     """Send ``messages``; return those whose send failed, with the error."""
     acks: list[Any] = []
-    send = sender(broker)
     try:
         async with asyncio.timeout_at(deadline):
-            for message in messages:
-                try:
-                    acks.append(await send(message))
-                except MessageSizeTooLargeError as error:
-                    raise MessageTooLarge(message, str(error)) from None
+            await hand_over(broker)(messages, acks)
     except TimeoutError:
         _forget(acks)
         raise PublishFailed("the broker did not take the messages in time") from None
@@ -99,7 +101,8 @@ async def _publish_once(
         _, pending = await asyncio.wait(futures, timeout=remaining)
         if pending:
             _forget(futures)
-            raise PublishFailed(f"{len(pending)} message(s) not acknowledged in time")
+            late = sum(1 for ack in acks if ack in pending)
+            raise PublishFailed(f"{late} message(s) not acknowledged in time")
     failures: list[tuple[Outgoing, BaseException]] = []
     for message, ack in zip(messages, acks, strict=True):
         if isinstance(ack, asyncio.Future) and (failure := ack.exception()) is not None:
@@ -107,26 +110,75 @@ async def _publish_once(
     return failures
 
 
-def sender(broker: KafkaBroker) -> Send:
-    """How to hand a message to ``broker``'s producer (see the module's docstring)."""
+def hand_over(broker: KafkaBroker) -> HandOver:
+    """How to hand messages to ``broker``'s producer (see the module's docstring): each
+    call appends one ack per message to ``acks`` as it goes, so that a failure part way
+    leaves the acks of what was handed over."""
     producer = bare_producer(broker)
     if producer is not None:
-        headers = [("content-type", JSON.encode())]
+        return partial(send_batches, producer)
+    return partial(_publish_each, broker)
 
-        async def send(message: Outgoing) -> Any:
-            return await producer.send(
-                message.topic, message.value, key=message.key, headers=headers
-            )
 
-        return send
+async def _publish_each(broker: KafkaBroker, messages: Sequence[Outgoing], acks: list[Any]) -> None:
+    for message in messages:
+        try:
+            ack = await broker.publish(
+                message.value, message.topic, key=message.key, headers={"content-type": JSON},
+                no_confirm=True,
+            )  # fmt: skip
+        except MessageSizeTooLargeError as error:
+            raise MessageTooLarge(message, str(error)) from None
+        acks.append(ack)
 
-    async def publish(message: Outgoing) -> Any:
-        return await broker.publish(
-            message.value, message.topic, key=message.key, headers={"content-type": JSON},
-            no_confirm=True,
-        )  # fmt: skip
 
-    return publish
+_partitioner = DefaultPartitioner()  # what FastStream's producer partitions keys with
+
+
+async def send_batches(
+    producer: AIOKafkaProducer, messages: Sequence[Outgoing], acks: list[Any]
+) -> None:
+    """Hand ``messages`` to ``producer`` as one record batch per partition (another when
+    one is full), each message to the partition ``send`` would give its key; a message's
+    ack is its batch's future. A batch waits while the producer still holds one of an
+    earlier request for the same partition."""
+    # The limit send() checks each message against; aiokafka keeps it private.
+    limit: int = getattr(producer, "_max_request_size", 1_048_576)
+    partitions = {
+        topic: sorted(await producer.partitions_for(topic)) for topic in {m.topic for m in messages}
+    }
+    slot_of: dict[tuple[str, bytes], tuple[str, int]] = {}
+    slots: dict[tuple[str, int], list[int]] = {}
+    for index, message in enumerate(messages):
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(message.key, message.value, HEADERS)
+        if size > limit:
+            raise MessageTooLarge(message, f"{size} bytes, over the producer's limit of {limit}")
+        slot = slot_of.get((message.topic, message.key))
+        if slot is None:  # a request's events often share a key; murmur2 is pure Python
+            partition = _partitioner(message.key, partitions[message.topic], None)
+            slot = slot_of[message.topic, message.key] = (message.topic, partition)
+        slots.setdefault(slot, []).append(index)
+    futures: list[Any] = [None] * len(messages)
+    try:
+        for (topic, partition), indexes in slots.items():
+            while indexes:
+                batch, taken = producer.create_batch(), 0
+                for index in indexes:
+                    message = messages[index]
+                    if (
+                        batch.append(
+                            key=message.key, value=message.value, timestamp=None, headers=HEADERS
+                        )
+                        is None
+                    ):
+                        break  # full (an empty batch takes any message)
+                    taken += 1
+                future = await producer.send_batch(batch, topic, partition=partition)
+                for index in indexes[:taken]:
+                    futures[index] = future
+                indexes = indexes[taken:]
+    finally:
+        acks.extend(futures)
 
 
 def bare_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
@@ -155,4 +207,12 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-__all__ = ["MessageTooLarge", "PublishFailed", "Send", "bare_producer", "publish_all", "sender"]
+__all__ = [
+    "HandOver",
+    "MessageTooLarge",
+    "PublishFailed",
+    "bare_producer",
+    "hand_over",
+    "publish_all",
+    "send_batches",
+]

@@ -13,8 +13,9 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
 
 from schemas.api import Accepted, ContentBatchIn, ErrorDetail, ErrorResponse, EventBatchIn
 from schemas.common import utc_now
@@ -46,6 +47,7 @@ from services.ingest.segment import (
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 2
+JSON = "application/json"
 
 
 async def get_broker(request: Request) -> KafkaBroker:
@@ -117,6 +119,12 @@ async def _publish(broker: KafkaBroker, settings: Settings, messages: Sequence[O
         await publish_all(broker, messages, timeout_s=settings.publish_timeout_s)
 
 
+def _answer(body: BaseModel, status: int) -> Response:
+    """``body`` as JSON, serialized once: FastAPI would validate the answer again and
+    serialize it in two steps (the route's ``response_model`` still documents it)."""
+    return Response(body.__pydantic_serializer__.to_json(body), status, media_type=JSON)
+
+
 native_router = APIRouter(route_class=IngestRoute)
 """Attune's own ingest endpoints."""
 
@@ -125,11 +133,12 @@ native_router = APIRouter(route_class=IngestRoute)
     "/v1/events",
     status_code=202,
     summary="Publish a batch of behaviour events",
+    response_model=Accepted,
     responses=_WRITE_ERRORS,
 )
 async def post_events(
     body: EventBatchIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
-) -> Accepted:
+) -> Response:
     """Answers once the broker has stored every event (acks=all)."""
     with _as_http_errors():
         messages = event_messages(
@@ -142,7 +151,7 @@ async def post_events(
             max_context_bytes=settings.max_context_bytes,
         )
     await _publish(broker, settings, messages)
-    return Accepted(accepted=len(messages), ids=[m.id for m in messages])
+    return _answer(Accepted(accepted=len(messages), ids=[m.id for m in messages]), 202)
 
 
 @native_router.post(
@@ -194,7 +203,11 @@ async def delete_content(
 
 segment_router = APIRouter(route_class=SegmentRoute, tags=["segment"])
 """The Segment/RudderStack HTTP API (what their SDKs and webhooks post)."""
-_SEGMENT_OPTIONS: dict[str, Any] = {"status_code": 200, "responses": _WRITE_ERRORS}
+_SEGMENT_OPTIONS: dict[str, Any] = {
+    "status_code": 200,
+    "response_model": SegmentAccepted,
+    "responses": _WRITE_ERRORS,
+}
 
 
 async def _accept(
@@ -202,7 +215,7 @@ async def _accept(
     broker: BrokerDep,
     tenant: WriteTenantDep,
     settings: SettingsDep,
-) -> SegmentAccepted:
+) -> Response:
     from_key, received_at = settings.keys_required, utc_now()
     with _as_http_errors():
         if isinstance(body, SegmentBatch):
@@ -225,13 +238,14 @@ async def _accept(
             )  # fmt: skip
     await _publish(broker, settings, messages)
     ignored = body.ignored if isinstance(body, SegmentBatch) else []
-    return SegmentAccepted(accepted=len(messages), ids=[m.id for m in messages], ignored=ignored)
+    ids = [m.id for m in messages]
+    return _answer(SegmentAccepted(accepted=len(messages), ids=ids, ignored=ignored), 200)
 
 
 @segment_router.post("/v1/batch", summary="Segment/RudderStack batch", **_SEGMENT_OPTIONS)
 async def segment_batch(
     body: SegmentBatch, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
-) -> SegmentAccepted:
+) -> Response:
     """What the Segment and RudderStack SDKs post: a batch of calls."""
     return await _accept(body, broker, tenant, settings)
 
@@ -239,28 +253,28 @@ async def segment_batch(
 @segment_router.post("/v1/track", summary="Segment track call", **_SEGMENT_OPTIONS)
 async def segment_track(
     body: SegmentTrackIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
-) -> SegmentAccepted:
+) -> Response:
     return await _accept(body, broker, tenant, settings)
 
 
 @segment_router.post("/v1/page", summary="Segment page call", **_SEGMENT_OPTIONS)
 async def segment_page(
     body: SegmentPageIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
-) -> SegmentAccepted:
+) -> Response:
     return await _accept(body, broker, tenant, settings)
 
 
 @segment_router.post("/v1/screen", summary="Segment screen call", **_SEGMENT_OPTIONS)
 async def segment_screen(
     body: SegmentScreenIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
-) -> SegmentAccepted:
+) -> Response:
     return await _accept(body, broker, tenant, settings)
 
 
 @segment_router.post("/v1/identify", summary="Segment identify call", **_SEGMENT_OPTIONS)
 async def segment_identify(
     body: SegmentIdentifyIn, broker: BrokerDep, tenant: WriteTenantDep, settings: SettingsDep
-) -> SegmentAccepted:
+) -> Response:
     return await _accept(body, broker, tenant, settings)
 
 

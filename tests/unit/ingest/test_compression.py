@@ -1,4 +1,5 @@
-"""gzip request bodies: inflated within the size limit, refused clearly otherwise."""
+"""Request bodies: gzip inflated within the size limit (refused clearly otherwise), and
+JSON parsed straight into the route's model when it validates."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import gzip
 import json
 
 import pytest
+from pydantic import BaseModel
+from starlette.types import Message
 
+from schemas.api import EventBatchIn
 from schemas.topics import EVENTS
-from services.ingest.compression import BodyTooLarge, gunzip
+from services.ingest.compression import BodyTooLarge, IngestRequest, gunzip
 from tests.unit.ingest.conftest import Ingest, event, running_ingest, unit_settings
 
 GZIP_JSON = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
@@ -64,3 +68,44 @@ async def test_an_unknown_content_encoding_is_415(ingest: Ingest) -> None:
     answer = await ingest.http.post("/v1/events", content=b"{}", headers=headers)
     assert answer.status_code == 415
     assert answer.json()["error"]["code"] == "unsupported_media_type"
+
+
+def _request(body: bytes, model: type[BaseModel] | None) -> IngestRequest:
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if delivered:
+            return {"type": "http.disconnect"}
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+    return IngestRequest(scope, receive, model)
+
+
+async def test_a_valid_body_is_parsed_straight_into_the_routes_model() -> None:
+    body = json.dumps({"events": [event()]}).encode()
+    parsed = await _request(body, EventBatchIn).json()
+    assert isinstance(parsed, EventBatchIn)
+    assert parsed.events[0].message_id == "m-1"
+    assert await _request(body, None).json() == json.loads(body)
+
+
+async def test_an_invalid_body_is_left_as_json_for_fastapi_to_report() -> None:
+    body = json.dumps({"events": [{"messageId": "m-1"}]}).encode()  # no user, no event
+    assert await _request(body, EventBatchIn).json() == json.loads(body)
+    with pytest.raises(json.JSONDecodeError):
+        await _request(b"{not json", EventBatchIn).json()
+
+
+async def test_a_gzipped_body_is_parsed_into_the_model_too(ingest: Ingest) -> None:
+    events = [event("m-1", "u-1"), event("m-2", "u-2", timestamp="2024-05-01T12:00:00+02:00")]
+    body = gzip.compress(json.dumps({"batch": events, "sentAt": "2024-05-01T12:00:01Z"}).encode())
+    answer = await ingest.http.post("/v1/batch", content=body, headers=GZIP_JSON)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ids"] == ["m-1", "m-2"]
+    values = [p.value for p in ingest.on(EVENTS.name)]
+    assert [v["messageId"] for v in values] == ["m-1", "m-2"]
+    assert values[1]["timestamp"] == "2024-05-01T10:00:00Z"
+    assert all(v["sentAt"] == "2024-05-01T12:00:01Z" for v in values)

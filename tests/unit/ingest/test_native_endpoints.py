@@ -318,6 +318,11 @@ async def test_openapi_documents_the_endpoints_and_error_shape(ingest: Ingest) -
         assert schema["$ref"].endswith("/ErrorResponse"), status
     assert "Retry-After" in events["responses"]["503"]["headers"]
     assert "delete" in spec["paths"]["/v1/content/{item_id}"]
+    # The answers are serialized by hand, yet documented by their models.
+    accepted = events["responses"]["202"]["content"]["application/json"]["schema"]
+    assert accepted["$ref"].endswith("/Accepted")
+    batch = spec["paths"]["/v1/batch"]["post"]["responses"]["200"]
+    assert batch["content"]["application/json"]["schema"]["$ref"].endswith("/SegmentAccepted")
 
 
 async def test_delete_refuses_a_blank_item_id(ingest: Ingest) -> None:
