@@ -14,7 +14,8 @@ from typing import TypeVar
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from schemas.query import ItemsQuery, RecommendationsQuery
 from services.common.http import resolve_tenant
@@ -85,12 +86,23 @@ async def trending(request: Request) -> Response:
     return await trending_now(await get_engine(request), tenant, query)
 
 
+class NamedRoute(Route):
+    """A route that puts itself in the scope, as FastAPI's own routes do (its router
+    leaves that to them): the request metrics label a request by its route's path."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match != Match.NONE:
+            child["route"] = self
+        return match, child
+
+
 ROUTES: list[BaseRoute] = [
-    Route("/v1/users/{user_id}/recommendations", recommendations, methods=["GET"]),
-    Route("/v1/items/{item_id}/similar", similar, methods=["GET"]),
-    Route("/v1/trending", trending, methods=["GET"]),
+    NamedRoute("/v1/users/{user_id}/recommendations", recommendations, methods=["GET"]),
+    NamedRoute("/v1/items/{item_id}/similar", similar, methods=["GET"]),
+    NamedRoute("/v1/trending", trending, methods=["GET"]),
 ]
 """Matched before the FastAPI routes (see :func:`services.common.http.create_http_app`)."""
 
 
-__all__ = ["ROUTES", "parsed_query", "path_id"]
+__all__ = ["ROUTES", "NamedRoute", "parsed_query", "path_id"]

@@ -190,3 +190,17 @@ async def test_made_up_http_methods_share_one_metrics_series() -> None:
     }
     assert not {"FOOBAR", "BREW", "X" * 40} & methods
     assert "other" in methods
+
+
+async def test_the_direct_routes_are_measured_under_their_path_template() -> None:
+    from prometheus_client import REGISTRY
+
+    async with engine_client(direct=True) as api:
+        await api.get("/v1/items/apollo/similar", headers={"X-Attune-Tenant": "acme"})
+    routes = {
+        sample.labels["route"]
+        for metric in REGISTRY.collect()
+        if metric.name == "attune_http_request_duration_seconds"
+        for sample in metric.samples
+    }
+    assert "/v1/items/{item_id}/similar" in routes
