@@ -35,7 +35,7 @@ HTTP_LATENCY = Histogram(
     "attune_http_request_duration_seconds",
     "HTTP request latency by route and status.",
     ["service", "method", "route", "status"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
 _CODES = {

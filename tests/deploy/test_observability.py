@@ -181,8 +181,8 @@ def test_the_alerts_the_issue_asks_for() -> None:
     assert compact(rule("AttuneDeadLetters")["expr"]).endswith("> 0")
     assert 'status=~"5.."' in rule("AttuneHttp5xx")["expr"]
     for name, route, target in (
-        ("AttuneRecommendationsSlow", "/v1/users/{user_id}/recommendations", "0.010"),
-        ("AttuneSearchSlow", "/v1/search", "0.025"),
+        ("AttuneRecommendationsSlow", "/v1/users/{user_id}/recommendations", "0.003"),
+        ("AttuneSearchSlow", "/v1/search", "0.010"),
     ):
         expr = compact(rule(name)["expr"])
         assert f'route="{route}"' in expr
