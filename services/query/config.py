@@ -35,6 +35,7 @@ class QueryConfig:
     cache_entries: int = 10_000
     cache_ttl_s: float = 300.0
     catalogue_check_s: float = 1.0
+    ranked_cache_s: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueryConfig:
@@ -58,6 +59,7 @@ class QueryConfig:
             dislike_factor=settings.recommend_dislike_factor,
             cache_entries=settings.query_cache_entries,
             cache_ttl_s=settings.query_cache_ttl_s,
+            ranked_cache_s=settings.query_ranked_cache_s,
         )
 
     def weights(self, overrides: Mapping[Signal, float] | None = None) -> dict[Signal, float]:

@@ -64,11 +64,17 @@ class QueryEngine:
         self.similar_cache: VersionedCache[list[ItemResult] | None] = VersionedCache(
             config.cache_entries, config.cache_ttl_s, keep=lambda found: found is not None
         )
+        # Trending and popular lists are read at most every ranked_cache_s (the reader's
+        # cache); what is ranked from them is kept as long.
+        self.ranked_cache: VersionedCache[list[ItemResult]] = VersionedCache(
+            config.cache_entries if config.ranked_cache_s > 0 else 0, config.ranked_cache_s
+        )
 
     async def close(self) -> None:
         """Stop the background work (gathering kept entries again, reading the catalogue)."""
         await self.cache.close()
         await self.similar_cache.close()
+        await self.ranked_cache.close()
         await self.catalogue.close()
 
     # -- recommendations ---------------------------------------------------------------
@@ -184,6 +190,18 @@ class QueryEngine:
         return await self._ranked_by(tenant, "popular", limit, item_filter)
 
     async def _ranked_by(
+        self, tenant: str, signal: Literal["trending", "popular"], limit: int,
+        item_filter: ItemFilter,
+    ) -> list[ItemResult]:  # fmt: skip
+        catalogue = await self.catalogue.version()
+        return await self.ranked_cache.get(
+            (tenant, signal, filter_key(item_filter), limit),
+            catalogue,
+            partial(self._rank_by, tenant, signal, limit, item_filter),
+            generation=catalogue,
+        )
+
+    async def _rank_by(
         self, tenant: str, signal: Literal["trending", "popular"], limit: int,
         item_filter: ItemFilter,
     ) -> list[ItemResult]:  # fmt: skip
