@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -112,6 +113,7 @@ def dev(
 ) -> None:
     """Run everything on the embedded stack: broker, Redis, Qdrant Edge and the four
     services in one process, with a data set loaded, until Ctrl-C."""
+    _one_blas_thread()
     from services.app.bootstrap import run_loop, tune_gc
     from services.app.dev import run_dev
     from services.app.embedded import StackError
@@ -140,6 +142,14 @@ def dev(
     console.print("stopped.")
 
 
+def _one_blas_thread() -> None:
+    """Before numpy loads: a service multiplies small matrices (a few hundred rows), for
+    which OpenBLAS's worker threads only spin against the event loop and the other
+    processes (rating candidates against disliked items became the slowest step of a
+    gathering on two busy cores). OPENBLAS_NUM_THREADS set by the user wins."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 @app.command("run")
 def run_service(
     service: Annotated[Service, typer.Argument(show_default=False, case_sensitive=False)],
@@ -147,6 +157,7 @@ def run_service(
     """Run one service alone, configured by ATTUNE_* variables, until SIGINT/SIGTERM.
     HTTP services serve their API on ATTUNE_HTTP_PORT; consumers serve /healthz,
     /readyz and /metrics there."""
+    _one_blas_thread()
     from services.app import bootstrap
 
     settings = _settings()
