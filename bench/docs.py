@@ -167,6 +167,27 @@ def _scaling_table(points: list[dict[str, Any]]) -> str:
             "offered (open loop, latency from the scheduled send); the raw limits alone, one "
             "client; recommendations/s with wrk.",
         ]
+    first = [p for p in points if p.get("first_requests")]
+    if first:
+        lines += [
+            "",
+            "First requests, before the query process keeps anything (each user's "
+            "recommendations and each film's similar items once, two clients; what a request "
+            "right after a user's own event costs too):",
+            "",
+            "| items | endpoint | requests | seconds | p50 / p99 | failed |",
+            "|---|---|---|---|---|---|",
+        ]
+        for p in first:
+            for name, run in p["first_requests"].items():
+                latency = run["latency_ms"]
+                spread = (
+                    f"{latency['p50']:.1f} / {latency['p99']:.1f} ms" if "p99" in latency else "-"
+                )
+                lines.append(
+                    f"| {p['items']:,} | {name} | {run['completed']:,} of {run['requests']:,} "
+                    f"| {run['seconds']:.1f} | {spread} | {sum(run['failures'].values()):,} |"
+                )
     return "\n".join(lines)
 
 
