@@ -175,8 +175,9 @@ def _scaling_table(points: list[dict[str, Any]]) -> str:
             "recommendations and each film's similar items once, two clients; what a request "
             "right after a user's own event costs too):",
             "",
-            "| items | endpoint | requests | seconds | p50 / p99 | failed |",
-            "|---|---|---|---|---|---|",
+            "| items | endpoint | requests | seconds | p50 / p99 | failed "
+            "| query process memory before / after |",
+            "|---|---|---|---|---|---|---|",
         ]
         for p in first:
             for name, run in p["first_requests"].items():
@@ -184,9 +185,12 @@ def _scaling_table(points: list[dict[str, Any]]) -> str:
                 spread = (
                     f"{latency['p50']:.1f} / {latency['p99']:.1f} ms" if "p99" in latency else "-"
                 )
+                before, after = run.get("resident_mb_before"), run.get("resident_mb_after")
+                memory = f"{before:,.0f} / {after:,.0f} MB" if before and after else "-"
                 lines.append(
                     f"| {p['items']:,} | {name} | {run['completed']:,} of {run['requests']:,} "
-                    f"| {run['seconds']:.1f} | {spread} | {sum(run['failures'].values()):,} |"
+                    f"| {run['seconds']:.1f} | {spread} | {sum(run['failures'].values()):,} "
+                    f"| {memory} |"
                 )
     return "\n".join(lines)
 

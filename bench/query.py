@@ -198,7 +198,9 @@ async def run_scale(
                 f"  {size:,} items, first requests (nothing kept yet): {first['completed']:,} "
                 f"{name} in {first['seconds']:.1f} s, p50 {latency.get('p50', float('nan')):.1f}"
                 f" / p99 {latency.get('p99', float('nan')):.1f} ms; failed: "
-                f"{first['failures'] or 0}"
+                f"{first['failures'] or 0}; the process held "
+                f"{first['resident_mb_before'] or 0:,.0f} MB before, "
+                f"{first['resident_mb_after'] or 0:,.0f} MB after"
             )
         results, opened = {}, {}
         for name in ("recommendations", "search", "similar", "trending"):

@@ -102,6 +102,18 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def resident_mb(pid: int) -> float | None:
+    """Resident memory of process ``pid`` in MB, from /proc."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 async def settle(service: Service, *, deadline_s: float = 60.0) -> float:
     """Wait until ``service`` is idle (under ``IDLE_SHARE`` of a core for ``IDLE_WINDOW_S``);
     the seconds it took. A server the load overwhelmed goes on with the requests whose
@@ -143,8 +155,12 @@ async def prime(service: Service, endpoint: Endpoint) -> dict[str, Any]:
         "requests": endpoint.requests, "concurrency": PRIMING_CLIENTS, "timeout_s": TIMEOUT_S,
         "max_requests": len(endpoint.requests), "max_seconds": 600.0,
     }  # fmt: skip
+    before = resident_mb(service.pid)
     result = await run_loadgen(spec, timeout_s=660.0)
+    after = resident_mb(service.pid)
     return {
+        "resident_mb_before": before,
+        "resident_mb_after": after,
         "requests": len(endpoint.requests),
         "completed": result["completed"],
         "seconds": result["elapsed_s"],
