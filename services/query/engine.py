@@ -20,7 +20,6 @@ from services.query.ranking import (
     Blended,
     Vector,
     blend,
-    cosine,
     mmr,
     profile_vector,
     profile_weights,
@@ -237,9 +236,10 @@ class QueryEngine:
         }
         weights: dict[Signal, float] = {"query": 1.0}
         if profile is not None:
-            with_vectors = await self.index.retrieve(tenant, list(known), with_vectors=True)
+            rated, similarity = await self.index.similarities(tenant, list(known), [profile])
             signals["profile"] = {
-                i.item_id: max(cosine(profile, i.vector), 0.0) for i in with_vectors if i.vector
+                item_id: max(float(score), 0.0)
+                for item_id, score in zip(rated, similarity[:, 0].tolist(), strict=True)
             }
             details["profile"] = dict.fromkeys(known, "close to this user's interests")
             weights["profile"] = self.config.search_profile_weight

@@ -58,12 +58,6 @@ def profile_vector(
     return (mean / norm).astype(np.float32) if norm > 0 else None
 
 
-def cosine(a: VectorLike, b: VectorLike) -> float:
-    a, other = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
-    denominator = float(np.linalg.norm(a) * np.linalg.norm(other))
-    return float(a @ other) / denominator if denominator else 0.0
-
-
 def scaled(scores: Mapping[str, float], *, at_least: float = 0.0) -> dict[str, float]:
     """Scores divided by the best one (negatives to 0), so signals share a 0-1 scale.
     With ``at_least``, by the best one or ``at_least``, whichever is larger: scores
@@ -193,7 +187,6 @@ __all__ = [
     "Blended",
     "WeightedItem",
     "blend",
-    "cosine",
     "mmr",
     "profile_vector",
     "profile_weights",

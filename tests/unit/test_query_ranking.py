@@ -9,7 +9,6 @@ from schemas.query import Signal
 from services.query.ranking import (
     WeightedItem,
     blend,
-    cosine,
     profile_vector,
     profile_weights,
     scaled,
@@ -55,11 +54,6 @@ def test_profile_vector_is_the_normalised_weighted_mean() -> None:
     assert np.linalg.norm(profile) == pytest.approx(1.0)
     assert profile[0] == pytest.approx(3 / 10**0.5)
     assert profile_vector(vectors, [WeightedItem("x", 1.0)]) is None
-
-
-def test_cosine() -> None:
-    assert cosine(np.array([1.0, 0.0], dtype=np.float32), [2.0, 0.0]) == pytest.approx(1.0)
-    assert cosine(np.array([1.0, 0.0], dtype=np.float32), [0.0, 0.0]) == 0.0
 
 
 def test_scaled_divides_by_the_best_and_clips_negatives() -> None:
