@@ -36,8 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from faststream import AckPolicy
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaBroker as BrokerParam
 from faststream.kafka.annotations import KafkaMessage
@@ -65,11 +64,15 @@ from services.common.records import (
     RawRecord,
     dead_letter_record,
     decode_batch,
-    keep_raw,
     raw_records,
 )
 from services.common.retry import never, retry_through_outage
 from services.common.settings import Settings
+from services.common.subscription import (
+    ResumeFromState,
+    batch_subscriber,
+    rewind_past_the_end,
+)
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +312,7 @@ class BatchConsumer(Generic[T, StoreT, R]):
             pipeline = BatchPipeline(
                 self.topic, ahead=self.ahead, store=self.handle, on_stored=on_outcome
             )
-        resume = ResumeFromState(self, pipeline)
+        resume = ResumeFromState(self.topic, self.watermarks, self.tracker, pipeline)
         subscriber = batch_subscriber(
             router, self.topic, self.settings, self.group_id, description=description,
             listener=resume, manual_commits=pipeline is not None,
@@ -334,108 +337,6 @@ class BatchConsumer(Generic[T, StoreT, R]):
                 on_outcome(outcome)
 
         return router
-
-
-class ResumeFromState(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Where a consumer starts on the partitions it is given: where its store's state
-    ends (:meth:`PartitionTracker.resume`), not where the group committed. If the store
-    cannot be read then, batches still find any gap as they come."""
-
-    def __init__(
-        self, owner: BatchConsumer[Any, Any, Any], pipeline: BatchPipeline[Any, Any] | None = None
-    ) -> None:
-        self.owner, self.pipeline = owner, pipeline
-        self.subscriber: Any = None  # set once the subscriber exists; has .consumer once started
-
-    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        if self.pipeline is not None:  # the batch being stored commits while it still can
-            await self.pipeline.drain()
-
-    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
-        consumer = getattr(self.subscriber, "consumer", None)
-        partitions = sorted(tp.partition for tp in assigned if tp.topic == self.owner.topic)
-        if consumer is None or not partitions:
-            return
-        try:
-            store = await self.owner.watermarks()
-            await self.owner.tracker.resume(store, consumer, partitions)
-        except Exception as error:
-            log.warning(
-                "%s: the state's watermarks could not be read at assignment (%s); "
-                "batches will find any gap as they come", self.owner.topic, error,
-            )  # fmt: skip
-
-
-async def rewind_past_the_end(broker: KafkaBroker, *, every_s: float = 1.0) -> None:
-    """Where the broker may lose its log (the embedded, memory-only one), run beside the
-    broker's subscribers until cancelled: a consumer whose position stays past the end
-    of a partition's log was left there by a log that no longer exists (it kept its
-    position, or the group's committed offset, across the broker's restart). Apache
-    Kafka answers a fetch there with OFFSET_OUT_OF_RANGE and the consumer resets; the
-    embedded broker answers nothing, and the consumer would wait there for records that
-    arrive below it. Send it to the log's start instead: its batches then find the new
-    epoch (:mod:`services.common.offsets`). Seen twice in a row at the same position
-    before acting, so that a high watermark not yet refreshed is not taken for one."""
-    suspects: dict[tuple[int, Any], int] = {}
-    while True:
-        await asyncio.sleep(every_s)
-        seen: dict[tuple[int, Any], int] = {}
-        for subscriber in broker.subscribers:
-            consumer = getattr(subscriber, "consumer", None)
-            if consumer is None:
-                continue
-            for tp in consumer.assignment():
-                high = consumer.highwater(tp)
-                try:
-                    position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
-                except Exception:  # being reassigned or reset: look again next time
-                    continue
-                if high is None or position <= high:
-                    continue
-                key = (id(consumer), tp)
-                if suspects.get(key) != position:
-                    seen[key] = position
-                    continue
-                log.warning(
-                    "%s[%d]: position %d is past the end of the log (%d): the broker "
-                    "lost it; reading the new log from its start",
-                    tp.topic, tp.partition, position, high,
-                )  # fmt: skip
-                await consumer.seek_to_beginning(tp)
-        suspects = seen
-
-
-BatchHandler = Callable[..., Awaitable[None]]
-
-
-def batch_subscriber(
-    router: KafkaRouter,
-    topic: str,
-    settings: Settings,
-    group_id: str,
-    *,
-    description: str,
-    listener: ConsumerRebalanceListener | None = None,
-    manual_commits: bool = False,
-) -> Callable[[BatchHandler], Any]:
-    """How every Attune consumer subscribes: batches of raw records, in a consumer group,
-    committed only after the batch is stored (an error nacks it: it is redelivered).
-    ``manual_commits``: the handler commits (and nacks) itself."""
-    return router.subscriber(
-        topic,
-        batch=True,
-        group_id=group_id,
-        decoder=keep_raw,
-        ack_policy=AckPolicy.MANUAL if manual_commits else AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        max_records=settings.consumer_max_records,
-        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
-        title=f"{group_id}: {topic}",
-        description=description,
-        listener=listener,
-    )
 
 
 __all__ = [
