@@ -11,7 +11,8 @@ What stays exact:
   reads the watermarks N saved); what ``ahead`` prepared is only a guess that the
   plan confirms or replaces (see ``BatchConsumer.handle``);
 - offsets: the subscriber does not commit (``AckPolicy.MANUAL``); each batch commits
-  the offsets after its own records once it is stored, never a later batch's;
+  the offsets after its own records once it is stored, never a later batch's, and
+  after the batch before it committed;
 - failure: a batch that fails rewinds its partitions to its first records (what a
   nack does); the batch fetched behind it is dropped, unapplied and uncommitted, and
   its partitions rewound too, so both come again, in order.
@@ -77,6 +78,7 @@ class BatchPipeline(Generic[G, OutcomeT]):
         self.topic = topic
         self.ahead, self.store, self.on_stored = ahead, store, on_stored
         self.in_flight: _InFlight | None = None
+        self.committing: asyncio.Task[None] | None = None  # the last batch's commit
 
     async def submit(
         self, records: Sequence[RawRecord], broker: Any, consumer: CommittingConsumer
@@ -95,9 +97,12 @@ class BatchPipeline(Generic[G, OutcomeT]):
         self.in_flight = _InFlight(records, task)
 
     async def drain(self) -> None:
-        """Wait for the batch being stored, if any (before partitions are revoked)."""
+        """Wait for the batch being stored and its commit, if any (before partitions
+        are revoked)."""
         if self.in_flight is not None:
             await asyncio.shield(self.in_flight.stored)
+        if self.committing is not None:
+            await asyncio.shield(self.committing)
 
     async def _stored(
         self, records: Sequence[RawRecord], broker: Any, consumer: CommittingConsumer, prepared: G
@@ -110,13 +115,26 @@ class BatchPipeline(Generic[G, OutcomeT]):
             return False
         if self.on_stored is not None:
             self.on_stored(outcome)
-        offsets = {TopicPartition(self.topic, p): offset for p, offset in outcome.commit.items()}
-        if offsets:
-            try:
-                await consumer.commit(offsets)
-            except Exception as error:  # the store's watermarks still say what is applied
-                log.warning("%s: committing %s failed: %r", self.topic, outcome.commit, error)
+        # The next batch need not wait for this commit, only commit after it.
+        self.committing = asyncio.create_task(
+            self._commit(consumer, outcome.commit, self.committing)
+        )
         return True
+
+    async def _commit(
+        self,
+        consumer: CommittingConsumer,
+        commit: Mapping[int, int],
+        before: asyncio.Task[None] | None,
+    ) -> None:
+        if before is not None:
+            await before
+        if not commit:
+            return
+        try:
+            await consumer.commit({TopicPartition(self.topic, p): o for p, o in commit.items()})
+        except Exception as error:  # the store's watermarks still say what is applied
+            log.warning("%s: committing %s failed: %r", self.topic, dict(commit), error)
 
     def _rewind(self, consumer: CommittingConsumer, records: Sequence[RawRecord]) -> None:
         """Where a nack would: each partition to its first record among ``records``."""

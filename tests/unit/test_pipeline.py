@@ -131,17 +131,40 @@ async def test_the_next_batch_is_prepared_while_one_is_stored_and_stored_after_i
 
     stores.gate("b1").set()
     await second
+    await stores.start("b2").wait()  # b2 is stored only once b1 is
     assert stores.done == ["b1"]
     assert stored == ["b1"]
-    assert consumer.commits == [{0: 1, 1: 1}]  # b1's offsets only, not b2's
-    assert stores.started == ["b1", "b2"]  # b2 starts only once b1 is stored
 
     stores.gate("b2").set()
     await line.drain()
     assert stores.done == ["b1", "b2"]
     assert stored == ["b1", "b2"]
-    assert consumer.commits == [{0: 1, 1: 1}, {0: 2, 1: 2}]
+    assert consumer.commits == [{0: 1, 1: 1}, {0: 2, 1: 2}]  # each its own, in order
     assert consumer.seeks == {}
+
+
+async def test_commits_stay_in_order_when_one_is_slow() -> None:
+    stores, named = Stores(), Named()
+    slow = asyncio.Event()
+
+    class SlowFirst(Consumer):
+        async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+            if not self.commits and not slow.is_set():
+                await slow.wait()
+            await super().commit(offsets)
+
+    consumer = SlowFirst()
+    line = pipeline(stores, named=named)
+    stores.gate("b1").set()
+    stores.gate("b2").set()
+    await line.submit(batch((0, 0)), None, consumer)
+    await line.submit(batch((0, 1)), None, consumer)
+    await line.in_flight.stored  # type: ignore[union-attr]  # b2 is stored ...
+    assert consumer.commits == []  # ... and waits for b1's commit to commit its own
+
+    slow.set()
+    await line.drain()
+    assert consumer.commits == [{0: 1}, {0: 2}]
 
 
 async def test_a_failed_batch_commits_nothing_and_the_one_behind_it_is_dropped() -> None:
