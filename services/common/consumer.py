@@ -17,6 +17,9 @@ A consumer supplies only what is particular to it: the contract it decodes (a
 store is out (the whole batch is then planned and tried again after a capped backoff:
 the store may have come back without what it held).
 
+With ``pipelined``, batches go through :mod:`services.common.pipeline`: the next batch
+is fetched, decoded and prepared (``prepare``) while the store applies this one.
+
 Any other error of ``apply`` is taken for one that no retry would mend: the batch is
 split in halves, again and again, until the records that fail alone are found; they
 go to the dead-letter topic with the error (``processing_failed``) and the rest is
@@ -30,11 +33,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from aiokafka import ConsumerRebalanceListener
-from faststream import AckPolicy
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaBroker as BrokerParam
 from faststream.kafka.annotations import KafkaMessage
@@ -55,16 +57,22 @@ from services.common.offsets import (
     SeekableConsumer,
     WatermarkStore,
 )
+from services.common.pipeline import BatchPipeline
 from services.common.records import (
+    DecodedBatch,
     Envelope,
     RawRecord,
     dead_letter_record,
     decode_batch,
-    keep_raw,
     raw_records,
 )
 from services.common.retry import never, retry_through_outage
 from services.common.settings import Settings
+from services.common.subscription import (
+    ResumeFromState,
+    batch_subscriber,
+    rewind_past_the_end,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +87,7 @@ class Summable(Protocol):
 
 
 R = TypeVar("R", bound=Summable)
+Prepared = Callable[[StoreT], Awaitable[R]]  # a batch made ready to apply to a store
 
 
 async def publish_dead_letters(broker: KafkaBroker, records: Sequence[DeadLetterRecord]) -> None:
@@ -108,6 +117,23 @@ class BatchOutcome(Generic[T, R]):
     dead_lettered: list[DeadLetterRecord]
     skipped: int  # already reflected by the store (redelivered)
     result: R  # what ``apply`` returned
+    # per partition, the offset to commit (after its last record); none for a
+    # partition sent back over a gap
+    commit: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ahead(Generic[T, StoreT, R]):
+    """A batch decoded and prepared before its plan, on the guess that the plan applies
+    all of it in the epochs last seen; used only when the plan says so."""
+
+    records: int
+    epochs: dict[int, int]
+    batch: DecodedBatch[T]
+    prepared: Prepared[StoreT, R]
+
+    def fits(self, apply: int, epochs: dict[int, int]) -> bool:
+        return apply == self.records and epochs == self.epochs
 
 
 class BatchConsumer(Generic[T, StoreT, R]):
@@ -117,9 +143,13 @@ class BatchConsumer(Generic[T, StoreT, R]):
     replay may have switched the store); ``apply(envelopes, store)``: write the decoded
     messages; ``is_outage``: whether an error means the store is out, retried for the
     whole batch (``dependency`` names it in ``attune_dependency_up``); ``probe``: asks
-    the log about gaps (and resets, where the broker may lose its log)."""
+    the log about gaps (and resets, where the broker may lose its log); ``prepare``:
+    the CPU part of ``apply``, done ahead (its result applies the batch to a store);
+    ``pipelined``: prepare the next batch while this one is applied (see the module
+    doc; it needs ``prepare``)."""
 
     PAUSES_BEFORE_ISOLATING: tuple[float, ...] = (0.5, 2.0)
+    AHEAD_SLICE = 200  # records decoded ahead between two turns of the event loop
 
     def __init__(
         self,
@@ -133,18 +163,48 @@ class BatchConsumer(Generic[T, StoreT, R]):
         is_outage: Callable[[BaseException], bool] = never,
         dependency: str | None = None,
         probe: LogProbe | None = None,
+        prepare: Callable[[list[Envelope[T]]], Awaitable[Prepared[StoreT, R]]] | None = None,
+        pipelined: bool = False,
     ) -> None:
+        if pipelined and prepare is None:
+            raise ValueError("a pipelined consumer needs prepare")
         self.topic, self.group_id, self.settings = topic, group_id, settings
         self.adapter = adapter
-        self.watermarks, self.apply = watermarks, apply
+        self.watermarks, self.apply, self.prepare = watermarks, apply, prepare
         self.is_outage, self.dependency = is_outage, dependency
+        self.pipelined = pipelined
         self.tracker = PartitionTracker(topic, probe=probe)
+        self.epochs: dict[int, int] = {}  # per partition, as last planned
+
+    async def ahead(self, records: Sequence[RawRecord]) -> Ahead[T, StoreT, R] | None:
+        """Decode and prepare ``records`` before the plan (see :class:`Ahead`), in
+        slices: the batch being stored meanwhile gets its replies between two."""
+        if self.prepare is None:
+            return None
+        epochs = {r.partition: self.epochs.get(r.partition, 0) for r in records}
+        batch: DecodedBatch[T] = DecodedBatch()
+        for start in range(0, len(records), self.AHEAD_SLICE):
+            await asyncio.sleep(0)
+            part = self._decode(records[start : start + self.AHEAD_SLICE], epochs)
+            batch.accepted.extend(part.accepted)
+            batch.rejected.extend(part.rejected)
+        return Ahead(len(records), epochs, batch, await self.prepare(batch.accepted))
+
+    def _decode(self, records: Sequence[RawRecord], epochs: dict[int, int]) -> DecodedBatch[T]:
+        return decode_batch(
+            records,
+            self.adapter,
+            consumer=self.group_id,
+            max_bytes=self.settings.max_message_bytes,
+            epochs=epochs,
+        )
 
     async def handle(
         self,
         records: Sequence[RawRecord],
         broker: KafkaBroker,
         consumer: SeekableConsumer | None = None,
+        ahead: Ahead[T, StoreT, R] | None = None,
     ) -> BatchOutcome[T, R]:
         started = time.perf_counter()
         count_batch(self.group_id, [r.topic for r in records])  # read, whatever comes of it
@@ -159,19 +219,24 @@ class BatchConsumer(Generic[T, StoreT, R]):
         async def attempt() -> BatchOutcome[T, R]:
             store = await self.watermarks()
             plan = await self.tracker.plan(records, store, consumer)
-            batch = decode_batch(
-                plan.apply,  # type: ignore[arg-type]
-                self.adapter,
-                consumer=self.group_id,
-                max_bytes=self.settings.max_message_bytes,
-                epochs={p: mark.epoch for p, mark in plan.marks.items()},
-            )
+            epochs = {p: mark.epoch for p, mark in plan.marks.items()}
+            self.epochs.update(epochs)
+            if ahead is not None and ahead.fits(len(plan.apply), epochs):
+                batch, prepared = ahead.batch, ahead.prepared
+            else:
+                batch, prepared = self._decode(plan.apply, epochs), None  # type: ignore[arg-type]
             await dead_letter(batch.rejected)
-            result, failed = await self._apply_isolating_failures(batch.accepted, store)
+            result, failed = await self._apply_isolating_failures(batch.accepted, store, prepared)
             await dead_letter([self._unprocessable(raw, e, err) for e, err in failed])
             await store.save_watermarks(plan.marks)
             applied = [e for e in batch.accepted if all(e is not f for f, _ in failed)]
-            return BatchOutcome(len(records), applied, batch.rejected, plan.skipped, result)
+            commit: dict[int, int] = {}
+            for record in records:
+                if record.partition not in plan.seek:
+                    commit[record.partition] = max(
+                        record.offset + 1, commit.get(record.partition, 0)
+                    )
+            return BatchOutcome(len(records), applied, batch.rejected, plan.skipped, result, commit)
 
         with consuming(self.group_id, records, consumer):
             outcome = await retry_through_outage(
@@ -189,16 +254,19 @@ class BatchConsumer(Generic[T, StoreT, R]):
         return dead_letter_record(record, self.group_id, "processing_failed", reason)
 
     async def _apply_isolating_failures(
-        self, envelopes: list[Envelope[T]], store: StoreT
+        self, envelopes: list[Envelope[T]], store: StoreT, prepared: Prepared[StoreT, R] | None
     ) -> tuple[R, list[tuple[Envelope[T], Exception]]]:
         """``apply`` the batch. If it fails otherwise than by an outage, and again after
         short pauses (a fault that passes), find the records that fail alone by
         applying halves, recursively, in the batch's order; they are returned with
         their error, the rest is applied. When every record of a batch fails alone, the
         fault is the store's or the code's, not the records': the batch fails (it is
-        redelivered) rather than sending the whole stream to the dead-letter topic."""
+        redelivered) rather than sending the whole stream to the dead-letter topic.
+        ``prepared``: the whole batch, already prepared."""
         for pause in (*self.PAUSES_BEFORE_ISOLATING, None):
             try:
+                if prepared is not None:
+                    return await prepared(store), []
                 return await self.apply(envelopes, store), []
             except Exception as error:
                 if self.is_outage(error) or not envelopes:
@@ -239,120 +307,40 @@ class BatchConsumer(Generic[T, StoreT, R]):
         """A router holding this consumer's batch subscriber, ready for
         ``broker.include_router`` (before the broker starts)."""
         router = KafkaRouter()
-        resume = ResumeFromState(self)
+        pipeline = None
+        if self.pipelined:
+            pipeline = BatchPipeline(
+                self.topic, ahead=self.ahead, store=self.handle, on_stored=on_outcome
+            )
+        resume = ResumeFromState(self.topic, self.watermarks, self.tracker, pipeline)
         subscriber = batch_subscriber(
             router, self.topic, self.settings, self.group_id, description=description,
-            listener=resume,
+            listener=resume, manual_commits=pipeline is not None,
         )  # fmt: skip
         resume.subscriber = subscriber
 
         @subscriber
         async def on_batch(message: KafkaMessage, broker: BrokerParam) -> None:
-            outcome = await self.handle(raw_records(message), broker, message.consumer)
+            records = raw_records(message)
+            if pipeline is not None and isinstance(message.consumer, AIOKafkaConsumer):
+                await pipeline.submit(records, broker, message.consumer)
+                return
+            try:  # FastStream's test broker, or not pipelined
+                outcome = await self.handle(records, broker, message.consumer)
+            except Exception:
+                if pipeline is not None:
+                    await message.nack()
+                raise
+            if pipeline is not None:
+                await message.ack()
             if on_outcome is not None:
                 on_outcome(outcome)
 
         return router
 
 
-class ResumeFromState(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Where a consumer starts on the partitions it is given: where its store's state
-    ends (:meth:`PartitionTracker.resume`), not where the group committed. If the store
-    cannot be read then, batches still find any gap as they come."""
-
-    def __init__(self, owner: BatchConsumer[Any, Any, Any]) -> None:
-        self.owner = owner
-        self.subscriber: Any = None  # set once the subscriber exists; has .consumer once started
-
-    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
-        consumer = getattr(self.subscriber, "consumer", None)
-        partitions = sorted(tp.partition for tp in assigned if tp.topic == self.owner.topic)
-        if consumer is None or not partitions:
-            return
-        try:
-            store = await self.owner.watermarks()
-            await self.owner.tracker.resume(store, consumer, partitions)
-        except Exception as error:
-            log.warning(
-                "%s: the state's watermarks could not be read at assignment (%s); "
-                "batches will find any gap as they come", self.owner.topic, error,
-            )  # fmt: skip
-
-
-async def rewind_past_the_end(broker: KafkaBroker, *, every_s: float = 1.0) -> None:
-    """Where the broker may lose its log (the embedded, memory-only one), run beside the
-    broker's subscribers until cancelled: a consumer whose position stays past the end
-    of a partition's log was left there by a log that no longer exists (it kept its
-    position, or the group's committed offset, across the broker's restart). Apache
-    Kafka answers a fetch there with OFFSET_OUT_OF_RANGE and the consumer resets; the
-    embedded broker answers nothing, and the consumer would wait there for records that
-    arrive below it. Send it to the log's start instead: its batches then find the new
-    epoch (:mod:`services.common.offsets`). Seen twice in a row at the same position
-    before acting, so that a high watermark not yet refreshed is not taken for one."""
-    suspects: dict[tuple[int, Any], int] = {}
-    while True:
-        await asyncio.sleep(every_s)
-        seen: dict[tuple[int, Any], int] = {}
-        for subscriber in broker.subscribers:
-            consumer = getattr(subscriber, "consumer", None)
-            if consumer is None:
-                continue
-            for tp in consumer.assignment():
-                high = consumer.highwater(tp)
-                try:
-                    position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
-                except Exception:  # being reassigned or reset: look again next time
-                    continue
-                if high is None or position <= high:
-                    continue
-                key = (id(consumer), tp)
-                if suspects.get(key) != position:
-                    seen[key] = position
-                    continue
-                log.warning(
-                    "%s[%d]: position %d is past the end of the log (%d): the broker "
-                    "lost it; reading the new log from its start",
-                    tp.topic, tp.partition, position, high,
-                )  # fmt: skip
-                await consumer.seek_to_beginning(tp)
-        suspects = seen
-
-
-BatchHandler = Callable[..., Awaitable[None]]
-
-
-def batch_subscriber(
-    router: KafkaRouter,
-    topic: str,
-    settings: Settings,
-    group_id: str,
-    *,
-    description: str,
-    listener: ConsumerRebalanceListener | None = None,
-) -> Callable[[BatchHandler], Any]:
-    """How every Attune consumer subscribes: batches of raw records, in a consumer group,
-    committed only after the batch is stored (an error nacks it: it is redelivered)."""
-    return router.subscriber(
-        topic,
-        batch=True,
-        group_id=group_id,
-        decoder=keep_raw,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        max_records=settings.consumer_max_records,
-        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
-        title=f"{group_id}: {topic}",
-        description=description,
-        listener=listener,
-    )
-
-
 __all__ = [
+    "Ahead",
     "BatchConsumer",
     "BatchOutcome",
     "batch_subscriber",

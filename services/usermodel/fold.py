@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -69,9 +69,8 @@ class FoldStats:
 
 @dataclass
 class PreparedFold:
-    """The user-script calls of one lane of a batch, ready to send."""
+    """The user-script calls of one lane of a batch, ready to send (to any namespace)."""
 
-    keys: UserModelKeys
     users: list[tuple[str, str]]
     payloads: list[bytes]
     events: int
@@ -102,34 +101,60 @@ class UserModelFolder:
     async def fold(
         self, envelopes: Sequence[Envelope[BehaviourEvent]], keys: UserModelKeys
     ) -> FoldStats:
-        return await self.apply(self.prepare(envelopes, keys))
+        return await self.apply(self.prepare(envelopes), keys)
 
-    def prepare(
-        self, envelopes: Sequence[Envelope[BehaviourEvent]], keys: UserModelKeys
+    def prepare(self, envelopes: Sequence[Envelope[BehaviourEvent]]) -> list[PreparedFold]:
+        """The CPU part (grouping, script arguments), to run while Redis is busy; it
+        does not depend on the namespace, which a replay's switch may change."""
+        steps = self._prepare_steps(envelopes)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                lanes: list[PreparedFold] = done.value
+                return lanes
+
+    async def prepare_yielding(
+        self, envelopes: Sequence[Envelope[BehaviourEvent]], *, slice_events: int = 200
     ) -> list[PreparedFold]:
-        """The CPU part (grouping, script arguments), to run while Redis is busy."""
+        """:meth:`prepare`, letting the event loop run every ``slice_events`` events (so
+        that a batch being folded meanwhile gets its replies and sends its next calls)."""
+        steps = self._prepare_steps(envelopes)
+        done_since = 0
+        while True:
+            try:
+                done_since += next(steps)
+            except StopIteration as done:
+                lanes: list[PreparedFold] = done.value
+                return lanes
+            if done_since >= slice_events:
+                done_since = 0
+                await asyncio.sleep(0)
+
+    def _prepare_steps(
+        self, envelopes: Sequence[Envelope[BehaviourEvent]]
+    ) -> Generator[int, None, list[PreparedFold]]:
+        """Yields how many events each user's payload took; returns the lanes."""
         lanes: list[dict[tuple[str, str], list[Envelope[BehaviourEvent]]]] = [
             defaultdict(list) for _ in range(LANES)
         ]
         for envelope in sorted(envelopes, key=lambda e: (e.partition_id, e.offset)):
             event = envelope.message
             lanes[envelope.partition % LANES][(event.tenant, event.user_key)].append(envelope)
-        return [
-            PreparedFold(
-                keys=keys,
-                users=list(by_user),
-                payloads=[
-                    orjson.dumps([fold_input(e, self.config) for e in events])
-                    for events in by_user.values()
-                ],
-                events=sum(len(events) for events in by_user.values()),
-            )
-            for by_user in lanes
-            if by_user
-        ]
+        prepared = []
+        for by_user in lanes:
+            if not by_user:
+                continue
+            payloads = []
+            for events in by_user.values():
+                payloads.append(orjson.dumps([fold_input(e, self.config) for e in events]))
+                yield len(events)
+            events_in_lane = sum(len(events) for events in by_user.values())
+            prepared.append(PreparedFold(list(by_user), payloads, events_in_lane))
+        return prepared
 
-    async def apply(self, prepared: Sequence[PreparedFold]) -> FoldStats:
-        stats = await asyncio.gather(*(self._apply_lane(lane) for lane in prepared))
+    async def apply(self, prepared: Sequence[PreparedFold], keys: UserModelKeys) -> FoldStats:
+        stats = await asyncio.gather(*(self._apply_lane(lane, keys) for lane in prepared))
         return FoldStats(
             events=sum(s.events for s in stats),
             users=sum(s.users for s in stats),
@@ -184,8 +209,7 @@ class UserModelFolder:
             await script(keys=keys, args=args, client=pipe)
         return list(await pipe.execute())
 
-    async def _apply_lane(self, lane: PreparedFold) -> FoldStats:
-        keys = lane.keys
+    async def _apply_lane(self, lane: PreparedFold, keys: UserModelKeys) -> FoldStats:
         outboxes = await self._run_scripts(
             self._fold_user,
             [

@@ -57,10 +57,10 @@ async def rebuild_namespace(
 
     def prepare(records: Sequence[Any]) -> Coroutine[Any, Any, None]:
         events, marks = decoder.decode(records)
-        return folded(folder.prepare(events, keys), marks)
+        return folded(folder.prepare(events), marks)
 
     async def folded(lanes: list[PreparedFold], applied: dict[int, Watermark]) -> None:
-        await folder.apply(lanes)
+        await folder.apply(lanes, keys)
         await store.save_watermarks(applied)
 
     stats = await read_topic(

@@ -1,9 +1,12 @@
 """The user model's Kafka entry: the events topic's batch subscriber, on the shared
 skeleton (services/common/consumer.py). It supplies only the contract it decodes,
 where its watermarks live (the live Redis namespace, looked up for every attempt: a
-replay may have switched it) and its apply step, the fold; a Redis outage pauses it."""
+replay may have switched it) and its apply step, the fold; a Redis outage pauses it.
+It is pipelined: the next batch is decoded and prepared while Redis folds this one."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from faststream.kafka import KafkaRouter
 from prometheus_client import REGISTRY, Counter
@@ -19,7 +22,7 @@ from services.common.records import Envelope
 from services.common.redis import is_redis_outage
 from services.common.settings import Settings
 from services.common.userstore import Namespaces, RedisWatermarks
-from services.usermodel.fold import FoldConfig, FoldStats, UserModelFolder
+from services.usermodel.fold import FoldConfig, FoldStats, PreparedFold, UserModelFolder
 
 EVENTS_FOLDED = Counter("attune_usermodel_events", "Behaviour events folded into Redis.")
 EVENTS_SKIPPED = Counter(
@@ -50,11 +53,18 @@ def events_consumer(
     async def live_watermarks() -> RedisWatermarks:
         return RedisWatermarks(redis, await namespaces.active_keys())
 
+    async def apply(lanes: list[PreparedFold], events: int, store: RedisWatermarks) -> FoldStats:
+        with tracer.start_as_current_span("usermodel.fold", attributes={"attune.events": events}):
+            return await folder.apply(lanes, store.keys)
+
     async def fold(events: list[Envelope[BehaviourEvent]], store: RedisWatermarks) -> FoldStats:
-        with tracer.start_as_current_span(
-            "usermodel.fold", attributes={"attune.events": len(events)}
-        ):
-            return await folder.fold(events, store.keys)
+        return await apply(folder.prepare(events), len(events), store)
+
+    async def prepare(
+        events: list[Envelope[BehaviourEvent]],
+    ) -> Callable[[RedisWatermarks], Awaitable[FoldStats]]:
+        lanes = await folder.prepare_yielding(events)
+        return lambda store: apply(lanes, len(events), store)
 
     return BatchConsumer(
         topic=EVENTS.name,
@@ -66,6 +76,8 @@ def events_consumer(
         is_outage=is_redis_outage,
         dependency="redis",
         probe=probe,
+        prepare=prepare,
+        pipelined=True,
     )
 
 

@@ -276,16 +276,29 @@ async def usermodel_consumer(
     failures = iter(fail_first_apply)
     probe = LogProbe(aiokafka_options(settings), log_may_reset=True)
     consumer = events_consumer(settings, redis, probe=probe)
-    fold = consumer.apply
+    fold, prepare = consumer.apply, consumer.prepare
+    assert prepare is not None
 
-    async def apply_or_fail(events: Any, store: Any) -> Any:
+    def fail() -> None:
         error = next(failures, None)
         if error is not None:
             applies.failed += 1
             raise error
+
+    async def apply_or_fail(events: Any, store: Any) -> Any:
+        fail()
         return await fold(events, store)
 
-    consumer.apply = apply_or_fail
+    async def prepare_or_fail(events: Any) -> Any:  # the pipeline's way to apply
+        ready = await prepare(events)
+
+        async def applied(store: Any) -> Any:
+            fail()
+            return await ready(store)
+
+        return applied
+
+    consumer.apply, consumer.prepare = apply_or_fail, prepare_or_fail
     broker = make_broker(settings, logger=None)
     broker.include_router(consumer.router(description="fault test"))
     await broker.start()
