@@ -237,10 +237,17 @@ class CandidateGatherer:
         for item_id, (_, margin) in nearest.items():
             content[item_id] -= margin
 
+        # The explanations outlive this call (candidates are kept): they hold the sources'
+        # titles, not the sources (whose vectors are lists of 384 Python floats each).
+        titles = {item_id: title_of(item, item_id) for item_id, item in sources.items()}
+
+        def source_title(item_id: str) -> str:
+            return titles.get(item_id) or title_of(None, item_id)
+
         def content_detail(item_id: str) -> str:
             if item_id not in nearest:
                 return "similar to what this user engaged with"
-            title = title_of(sources.get(nearest[item_id][0]), nearest[item_id][0])
+            title = source_title(nearest[item_id][0])
             return f"closer to {title}, which this user disliked, than to anything they liked"
 
         tag_scores, tag_details = tag_affinity_scores(known.values(), model.tag_affinity)
@@ -249,12 +256,8 @@ class CandidateGatherer:
 
         def co_detail(item_id: str) -> str:
             if co_known[item_id] > 0:
-                best = co_best[item_id]
-                return "engaged with by people who engaged with " + title_of(
-                    sources.get(best), best
-                )
-            worst = co_worst[item_id]
-            title = title_of(sources.get(worst), worst)
+                return "engaged with by people who engaged with " + source_title(co_best[item_id])
+            title = source_title(co_worst[item_id])
             return f"engaged with by people who engaged with {title}, which this user disliked"
 
         return (
