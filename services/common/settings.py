@@ -303,11 +303,13 @@ class Settings(BaseSettings):
         "carrying a disliked tag) is its weight times this; 0: dislikes do not count.",
     )
     query_cache_entries: Annotated[int, Field(ge=0)] = Field(
-        default=10_000,
+        default=2_000,
         description="How many users' gathered candidates, and how many items' similar "
         "items, a query process keeps (least recently used go first; 0: none). A user's "
         "entry serves only the user model it was gathered from: their own events show at "
-        "once; an entry of an older catalogue is gathered again at its next use.",
+        "once; an entry of an older catalogue is gathered again at its next use. A user's "
+        "entry holds a few hundred candidates with their scores and explanations "
+        "(docs/benchmarks.md: the query process's memory before and after 610 users).",
     )
     query_cache_ttl_s: Annotated[float, Field(gt=0)] = Field(
         default=300.0,

@@ -32,7 +32,7 @@ class QueryConfig:
     popular_evidence: float = 0.0
     disliked_items: int = 10
     dislike_factor: float = 1.0
-    cache_entries: int = 10_000
+    cache_entries: int = 2_000
     cache_ttl_s: float = 300.0
     catalogue_check_s: float = 1.0
     ranked_cache_s: float = 0.0
