@@ -197,7 +197,6 @@ class QueryEngine:
             (tenant, signal, filter_key(item_filter), limit),
             catalogue,
             partial(self._rank_by, tenant, signal, limit, item_filter),
-            generation=catalogue,
         )
 
     async def _rank_by(
@@ -270,7 +269,6 @@ class QueryEngine:
             (tenant, item_id, filter_key(item_filter), limit),
             catalogue,
             partial(self._similar, tenant, item_id, limit=limit, item_filter=item_filter),
-            generation=catalogue,
         )
 
     async def _similar(

@@ -5,7 +5,6 @@ ceiling's blend and app."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import fakeredis
@@ -68,7 +67,6 @@ async def test_without_wrk_the_figure_fails_with_a_clear_message(
     assert wrk.wrk_failures(result) == {"wrk not installed": 1}
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 async def test_wrk_counts_answers_and_non_2xx(tmp_path: Path) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
